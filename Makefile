@@ -1,0 +1,42 @@
+# The two commands of the README:
+#   make run    install everything, migrate, seed the demo tenant, serve on 127.0.0.1:8000
+#   make test   install everything, start PostgreSQL and Redis if needed, run every test
+# in both run modes (embedded, then production: PostgreSQL + Redis + a Celery worker).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN = $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install run test test-embedded test-production lint bench
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+run: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	$(BIN)/python manage.py seeddemo
+	$(BIN)/uvicorn config.asgi:application --host $(HOST) --port $(PORT) --lifespan off
+
+test: install
+	bash tests/ensure_services.sh
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest --stack=embedded
+	$(BIN)/python -m pytest --stack=production
+
+test-embedded: install
+	$(BIN)/python -m pytest --stack=embedded
+
+test-production: install
+	bash tests/ensure_services.sh
+	$(BIN)/python -m pytest --stack=production
+
+lint: install
+	$(BIN)/ruff check .

@@ -1,0 +1,48 @@
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin
+
+from accounts.models import ApiKey, AutomationSettings, Membership, Organization, User
+
+admin.site.register(User, UserAdmin)
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Organization)
+class OrganizationAdmin(admin.ModelAdmin):
+    list_display = ["slug", "name", "created"]
+    search_fields = ["slug", "name"]
+    inlines = [MembershipInline]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Keys are minted with `manage.py createapikey` (the secret is shown once, there); the
+    admin shows and revokes them but never holds a secret."""
+
+    list_display = [
+        "name",
+        "organization",
+        "prefix",
+        "last_four",
+        "created",
+        "last_used_at",
+        "expires_at",
+        "revoked_at",
+    ]
+    list_filter = ["organization"]
+    search_fields = ["name", "prefix", "organization__slug"]
+    readonly_fields = ["prefix", "secret_hash", "last_four", "created", "last_used_at", "created_by"]
+    exclude = ["secret_hash"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(AutomationSettings)
+class AutomationSettingsAdmin(admin.ModelAdmin):
+    list_display = ["organization", "auto_create_sessions"]

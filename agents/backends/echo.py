@@ -1,0 +1,147 @@
+"""The built-in `echo` agent: deterministic and offline, for demos and tests.
+
+What it answers, in order:
+- after a `tool` message: a text answer quoting the tool's result;
+- when the request forces a function (`tool_choice` naming it, or "required"), or with "auto"
+  when the last user message names one of the tools: one call to that function whose
+  arguments satisfy its `parameters` schema;
+- otherwise text: "You said: <last user message>", the earlier user messages of the
+  conversation it was given, and how many messages it saw.
+It honours `n`, `stop`, `max_tokens`/`max_completion_tokens` (finish_reason "length"),
+`response_format` (json_object, json_schema) and `logprobs`/`top_logprobs` (every token has
+log-probability 0: the agent is certain). Sampling parameters have nothing to change in a
+deterministic agent.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from typing import Any
+
+from agents.backends.base import AgentCall, AgentChoice, AgentReply
+from agents.schema_examples import example_for_schema
+from agents.tokens import approx_prompt_tokens, approx_tokens, message_text
+
+_EARLIER_SHOWN = 5
+
+
+class EchoBackend:
+    def reply(self, call: AgentCall) -> AgentReply:
+        params = call.params
+        tool = _tool_to_call(call.messages, params.get("tools") or [], params.get("tool_choice"))
+        if tool is not None:
+            choice = _tool_call_choice(tool, _last_user_text(call.messages))
+            completion = approx_tokens(json.dumps(choice.message["tool_calls"]))
+        else:
+            content, finish_reason = _limit(_text_answer(call.messages, params), params)
+            logprobs = _logprobs(content, params) if params.get("logprobs") else None
+            choice = AgentChoice(
+                message={"role": "assistant", "content": content},
+                finish_reason=finish_reason,
+                logprobs=logprobs,
+            )
+            completion = approx_tokens(content)
+        n = params.get("n") or 1
+        return AgentReply(
+            choices=[choice] * n,
+            prompt_tokens=approx_prompt_tokens(call.messages, params.get("tools")),
+            completion_tokens=completion * n,
+        )
+
+
+def _last_user_text(messages: list[dict[str, Any]]) -> str:
+    for message in reversed(messages):
+        if message["role"] == "user":
+            return message_text(message.get("content"))
+    return ""
+
+
+def _tool_to_call(messages: list[dict], tools: list[dict], tool_choice: Any) -> dict | None:
+    if not tools or (messages and messages[-1]["role"] == "tool") or tool_choice == "none":
+        return None
+    if isinstance(tool_choice, dict):
+        wanted = tool_choice["function"]["name"]
+        return next(tool for tool in tools if tool["function"]["name"] == wanted)
+    if tool_choice == "required":
+        return tools[0]
+    said = _last_user_text(messages).lower()
+    for tool in tools:
+        if re.search(rf"\b{re.escape(tool['function']['name'].lower())}\b", said):
+            return tool
+    return None
+
+
+def _tool_call_choice(tool: dict, text: str) -> AgentChoice:
+    function = tool["function"]
+    arguments = example_for_schema(function.get("parameters") or {"type": "object"}, text=text)
+    call = {
+        "id": f"call_{secrets.token_hex(12)}",
+        "type": "function",
+        "function": {"name": function["name"], "arguments": json.dumps(arguments)},
+    }
+    return AgentChoice(
+        message={"role": "assistant", "content": None, "tool_calls": [call]},
+        finish_reason="tool_calls",
+    )
+
+
+def _text_answer(messages: list[dict], params: dict) -> str:
+    if messages and messages[-1]["role"] == "tool":
+        return _tool_result_answer(messages)
+    last = _last_user_text(messages)
+    response_format = (params.get("response_format") or {}).get("type", "text")
+    if response_format == "json_schema":
+        schema = params["response_format"]["json_schema"].get("schema") or {"type": "object"}
+        return json.dumps(example_for_schema(schema, text=last))
+    if response_format == "json_object":
+        return json.dumps({"you_said": last, "messages_in_context": len(messages)})
+    user_texts = [message_text(m.get("content")) for m in messages if m["role"] == "user"]
+    lines = [f"You said: {last}"]
+    if len(user_texts) > 1:
+        earlier = user_texts[:-1][-_EARLIER_SHOWN:]
+        lines.append("Earlier you said: " + " | ".join(f'"{text}"' for text in earlier))
+    count = len(messages)
+    lines.append(f"({count} message{'' if count == 1 else 's'} in context)")
+    return "\n".join(lines)
+
+
+def _tool_result_answer(messages: list[dict]) -> str:
+    results = []
+    for message in reversed(messages):
+        if message["role"] != "tool":
+            break
+        results.append(message)
+    names = {
+        call["id"]: call["function"]["name"]
+        for message in messages
+        for call in message.get("tool_calls") or []
+    }
+    lines = []
+    for message in reversed(results):
+        name = names.get(message.get("tool_call_id")) or message.get("name") or "call"
+        lines.append(f"The tool {name} returned: {message_text(message.get('content'))}")
+    return "\n".join(lines)
+
+
+def _limit(content: str, params: dict) -> tuple[str, str]:
+    stops = params.get("stop")
+    if isinstance(stops, str):
+        stops = [stops]
+    for stop in stops or []:
+        content = content.split(stop, 1)[0]
+    max_tokens = params.get("max_completion_tokens") or params.get("max_tokens")
+    if max_tokens is not None and approx_tokens(content) > max_tokens:
+        return content[: max_tokens * 4], "length"
+    return content, "stop"
+
+
+def _logprobs(content: str, params: dict) -> dict:
+    top = params.get("top_logprobs") or 0
+    entries = []
+    for token in re.findall(r"\s*\S+|\s+", content):
+        entry = {"token": token, "logprob": 0.0, "bytes": list(token.encode())}
+        entry["top_logprobs"] = [dict(entry)] if top else []
+        entries.append(entry)
+    return {"content": entries, "refusal": None}

@@ -1,0 +1,38 @@
+"""GET /v1/models: the organization's enabled agents, in OpenAI's list format."""
+
+from __future__ import annotations
+
+from django.http import JsonResponse
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from agents.models import Agent
+from agents.selectors import agent_get_enabled, agent_list_enabled
+from config.errors import NotFound
+
+
+def model_payload(agent: Agent) -> dict:
+    return {
+        "id": agent.slug,
+        "object": "model",
+        "created": int(agent.created.timestamp()),
+        "owned_by": agent.organization.slug,
+    }
+
+
+class ModelListView(APIView):
+    def get(self, request: Request) -> JsonResponse:
+        agents = agent_list_enabled(organization=request.user.organization).select_related("organization")
+        return JsonResponse({"object": "list", "data": [model_payload(agent) for agent in agents]})
+
+
+class ModelDetailView(APIView):
+    def get(self, request: Request, slug: str) -> JsonResponse:
+        agent = agent_get_enabled(organization=request.user.organization, slug=slug)
+        if agent is None:
+            raise NotFound(
+                f"The model '{slug}' does not exist or you do not have access to it.",
+                param="model",
+                code="model_not_found",
+            )
+        return JsonResponse(model_payload(agent))

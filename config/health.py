@@ -1,0 +1,44 @@
+"""Liveness (/healthz) and readiness (/readyz: database, Redis, broker) for load balancers."""
+
+from __future__ import annotations
+
+import redis
+from django.conf import settings
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"status": "ok"})
+
+
+def readyz(request: HttpRequest) -> JsonResponse:
+    checks = {"database": _check_database()}
+    if settings.REDIS_URL:
+        checks["redis"] = _check_redis(settings.REDIS_URL)
+    if settings.PARLEY_EXECUTOR == "celery":
+        broker = settings.CELERY_BROKER_URL
+        checks["broker"] = checks["redis"] if broker == settings.REDIS_URL else _check_redis(broker)
+    ready = all(result == "ok" for result in checks.values())
+    return JsonResponse(
+        {"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503
+    )
+
+
+def _check_database() -> str:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return "ok"
+    except Exception as exc:
+        return f"error: {type(exc).__name__}"
+
+
+def _check_redis(url: str) -> str:
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        client.ping()
+        client.close()
+        return "ok"
+    except Exception as exc:
+        return f"error: {type(exc).__name__}"

@@ -1,0 +1,356 @@
+"""Validation of a chat completion request: every field OpenAI defines, with OpenAI's types and
+ranges, plus Parley's `session_id`. Unknown fields are ignored, as OpenAI does."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from rest_framework import serializers
+
+from config.errors import InvalidRequest, validation_error
+from sessions.api.fields import (
+    JsonObjectField,
+    OneOfField,
+    StrictBooleanField,
+    StrictCharField,
+    StrictDictField,
+    StrictFloatField,
+    StrictIntegerField,
+)
+from sessions.ids import SESSION_ID_PATTERN
+from sessions.turns import TurnRequest
+
+FUNCTION_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+PART_TYPES_BY_ROLE = {
+    "system": {"text"},
+    "developer": {"text"},
+    "tool": {"text"},
+    "user": {"text", "image_url", "input_audio", "file"},
+    "assistant": {"text", "refusal"},
+}
+_PART_PAYLOAD = {"text": str, "refusal": str, "image_url": dict, "input_audio": dict, "file": dict}
+
+
+def _function_name(value: str) -> str:
+    if not FUNCTION_NAME.match(value):
+        raise serializers.ValidationError("Must be 1-64 characters of a-z, A-Z, 0-9, underscores and dashes.")
+    return value
+
+
+class ContentField(serializers.Field):
+    """A message's content: a string or a non-empty list of content parts."""
+
+    def to_internal_value(self, data: Any) -> str | list[dict[str, Any]]:
+        if isinstance(data, str):
+            return data
+        if not isinstance(data, list):
+            raise serializers.ValidationError("Expected a string or an array of content parts.")
+        if not data:
+            raise serializers.ValidationError("An array of content parts must not be empty.")
+        errors: dict[int, Any] = {}
+        for index, part in enumerate(data):
+            problem = _content_part_problem(part)
+            if problem:
+                errors[index] = problem
+        if errors:
+            raise serializers.ValidationError(errors)
+        return data
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+def _content_part_problem(part: Any) -> dict[str, list[str]] | list[str] | None:
+    if not isinstance(part, dict):
+        return ["Expected a content part object."]
+    kind = part.get("type")
+    if kind not in _PART_PAYLOAD:
+        return {"type": [f"Unknown content part type {kind!r}; expected one of {sorted(_PART_PAYLOAD)}."]}
+    if not isinstance(part.get(kind), _PART_PAYLOAD[kind]):
+        expected = "a string" if _PART_PAYLOAD[kind] is str else "an object"
+        return {kind: [f"Expected {expected}."]}
+    if kind == "image_url" and not isinstance(part[kind].get("url"), str):
+        return {kind: {"url": ["This field is required."]}}
+    return None
+
+
+class FunctionCallSerializer(serializers.Serializer):
+    name = StrictCharField(validators=[_function_name])
+    arguments = StrictCharField(allow_blank=True)
+
+
+class ToolCallSerializer(serializers.Serializer):
+    id = StrictCharField(max_length=128)
+    type = serializers.ChoiceField(choices=["function"], default="function")
+    function = FunctionCallSerializer()
+
+
+class MessageSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=[*PART_TYPES_BY_ROLE, "function"])
+    content = ContentField(required=False, allow_null=True)
+    name = StrictCharField(required=False, max_length=128)
+    tool_calls = ToolCallSerializer(many=True, required=False, allow_null=True)
+    tool_call_id = StrictCharField(required=False, max_length=128)
+    function_call = FunctionCallSerializer(required=False, allow_null=True)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        role = attrs["role"]
+        if role == "function":  # deprecated function-calling: its results are tool messages
+            if not attrs.get("name"):
+                raise serializers.ValidationError({"name": ["A function message needs the function's name."]})
+            attrs = {**attrs, "role": "tool", "tool_call_id": f"call_{attrs['name']}"}
+            role = "tool"
+        if attrs.get("function_call"):
+            if role != "assistant":
+                raise serializers.ValidationError(
+                    {"function_call": ["Only assistant messages carry a function_call."]}
+                )
+            call = attrs.pop("function_call")
+            attrs["tool_calls"] = [{"id": f"call_{call['name']}", "type": "function", "function": dict(call)}]
+        content = attrs.get("content")
+        if content is None and not (role == "assistant" and attrs.get("tool_calls")):
+            raise serializers.ValidationError(
+                {"content": [serializers.ErrorDetail("This field is required.", code="required")]}
+            )
+        if isinstance(content, list):
+            allowed = PART_TYPES_BY_ROLE[role]
+            for index, part in enumerate(content):
+                if part["type"] not in allowed:
+                    raise serializers.ValidationError(
+                        {
+                            "content": {
+                                index: {"type": [f"A {role} message may not contain '{part['type']}' parts."]}
+                            }
+                        }
+                    )
+        if attrs.get("tool_calls") and role != "assistant":
+            raise serializers.ValidationError({"tool_calls": ["Only assistant messages carry tool_calls."]})
+        if role == "tool" and not attrs.get("tool_call_id"):
+            raise serializers.ValidationError(
+                {
+                    "tool_call_id": [
+                        serializers.ErrorDetail("A tool message needs tool_call_id.", code="required")
+                    ]
+                }
+            )
+        return _message(attrs)
+
+
+def _message(attrs: dict[str, Any]) -> dict[str, Any]:
+    message = {"role": attrs["role"], "content": attrs.get("content")}
+    for key in ("name", "tool_call_id"):
+        if attrs.get(key):
+            message[key] = attrs[key]
+    if attrs.get("tool_calls"):
+        message["tool_calls"] = [
+            {"id": call["id"], "type": "function", "function": dict(call["function"])}
+            for call in attrs["tool_calls"]
+        ]
+    return message
+
+
+class FunctionDefinitionSerializer(serializers.Serializer):
+    name = StrictCharField(validators=[_function_name])
+    description = StrictCharField(required=False, allow_blank=True)
+    parameters = JsonObjectField(required=False)
+    strict = StrictBooleanField(required=False, allow_null=True)
+
+
+class ToolSerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=["function"])
+    function = FunctionDefinitionSerializer()
+
+
+class NamedFunctionSerializer(serializers.Serializer):
+    name = StrictCharField()
+
+
+class NamedToolChoiceSerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=["function"])
+    function = NamedFunctionSerializer()
+
+
+class JsonSchemaFormatSerializer(serializers.Serializer):
+    name = StrictCharField(validators=[_function_name])
+    description = StrictCharField(required=False, allow_blank=True)
+    schema = JsonObjectField(required=False)
+    strict = StrictBooleanField(required=False, allow_null=True)
+
+
+class ResponseFormatSerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=["text", "json_object", "json_schema"])
+    json_schema = JsonSchemaFormatSerializer(required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs["type"] == "json_schema" and "json_schema" not in attrs:
+            raise serializers.ValidationError(
+                {"json_schema": [serializers.ErrorDetail("This field is required.", code="required")]}
+            )
+        return attrs
+
+
+class StreamOptionsSerializer(serializers.Serializer):
+    include_usage = StrictBooleanField(required=False)
+
+
+class StopField(serializers.Field):
+    def to_internal_value(self, data: Any) -> str | list[str]:
+        if isinstance(data, str):
+            return data
+        if isinstance(data, list) and len(data) <= 4 and all(isinstance(item, str) for item in data):
+            return data
+        raise serializers.ValidationError("Expected a string or an array of at most 4 strings.")
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+def _optional(field_class: type[serializers.Field], **kwargs: Any) -> serializers.Field:
+    return field_class(required=False, allow_null=True, **kwargs)
+
+
+class ChatCompletionRequestSerializer(serializers.Serializer):
+    model = StrictCharField(max_length=256)
+    messages = MessageSerializer(many=True, allow_empty=False)
+    temperature = _optional(StrictFloatField, min_value=0, max_value=2)
+    top_p = _optional(StrictFloatField, min_value=0, max_value=1)
+    n = _optional(StrictIntegerField, min_value=1, max_value=128)
+    stream = _optional(StrictBooleanField)
+    stream_options = StreamOptionsSerializer(required=False, allow_null=True)
+    stop = _optional(StopField)
+    max_tokens = _optional(StrictIntegerField, min_value=1)
+    max_completion_tokens = _optional(StrictIntegerField, min_value=1)
+    presence_penalty = _optional(StrictFloatField, min_value=-2, max_value=2)
+    frequency_penalty = _optional(StrictFloatField, min_value=-2, max_value=2)
+    logit_bias = _optional(StrictDictField, child=StrictFloatField(min_value=-100, max_value=100))
+    logprobs = _optional(StrictBooleanField)
+    top_logprobs = _optional(StrictIntegerField, min_value=0, max_value=20)
+    seed = _optional(StrictIntegerField)
+    response_format = ResponseFormatSerializer(required=False, allow_null=True)
+    tools = ToolSerializer(many=True, required=False, allow_null=True, max_length=128)
+    tool_choice = _optional(
+        OneOfField,
+        string=serializers.ChoiceField(choices=["none", "auto", "required"]),
+        object_serializer=NamedToolChoiceSerializer,
+    )
+    parallel_tool_calls = _optional(StrictBooleanField)
+    user = _optional(StrictCharField, max_length=256, allow_blank=True)
+    metadata = _optional(StrictDictField, child=StrictCharField(max_length=512, allow_blank=True))
+    functions = FunctionDefinitionSerializer(many=True, required=False, allow_null=True, max_length=128)
+    function_call = _optional(
+        OneOfField,
+        string=serializers.ChoiceField(choices=["none", "auto"]),
+        object_serializer=NamedFunctionSerializer,
+    )
+    session_id = _optional(StrictCharField, max_length=128)
+
+    def validate_session_id(self, value: str | None) -> str | None:
+        if value is not None and not SESSION_ID_PATTERN.match(value):
+            raise serializers.ValidationError(
+                "Must be 1-128 characters of A-Z, a-z, 0-9, '.', '_', ':' and '-'."
+            )
+        return value
+
+    def validate_logit_bias(self, value: dict | None) -> dict | None:
+        for token in value or {}:
+            if not token.lstrip("-").isdigit():
+                raise serializers.ValidationError({token: ["Keys must be token ids (integers)."]})
+        return value
+
+    def validate_metadata(self, value: dict | None) -> dict | None:
+        if value and len(value) > 16:
+            raise serializers.ValidationError("At most 16 keys.")
+        if value and any(len(key) > 64 for key in value):
+            raise serializers.ValidationError("Keys are at most 64 characters.")
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs = {key: value for key, value in attrs.items() if value is not None}
+        if attrs.get("functions"):
+            if attrs.get("tools"):
+                raise _invalid("functions", "Use either 'tools' or the deprecated 'functions', not both.")
+            attrs = _functions_as_tools(attrs)
+        _check_tool_choice(attrs)
+        if "top_logprobs" in attrs and not attrs.get("logprobs"):
+            raise _invalid("top_logprobs", "top_logprobs needs logprobs to be true.")
+        if "stream_options" in attrs and not attrs.get("stream"):
+            raise _invalid("stream_options", "stream_options is only allowed when stream is true.")
+        names = [tool["function"]["name"] for tool in attrs.get("tools", [])]
+        if len(names) != len(set(names)):
+            raise _invalid("tools", "Tool function names must be unique.")
+        return attrs
+
+
+def _invalid(field: str, message: str) -> serializers.ValidationError:
+    return serializers.ValidationError({field: [message]})
+
+
+def _functions_as_tools(attrs: dict[str, Any]) -> dict[str, Any]:
+    attrs = dict(attrs)
+    attrs["tools"] = [{"type": "function", "function": function} for function in attrs.pop("functions")]
+    attrs["legacy_function_call"] = True
+    choice = attrs.pop("function_call", None)
+    if isinstance(choice, dict):
+        attrs["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}}
+    elif choice is not None:
+        attrs["tool_choice"] = choice
+    return attrs
+
+
+def _check_tool_choice(attrs: dict[str, Any]) -> None:
+    choice = attrs.get("tool_choice")
+    if choice is None:
+        return
+    tools = attrs.get("tools") or []
+    if not tools and choice != "none":
+        raise _invalid("tool_choice", "tool_choice is only allowed when tools are specified.")
+    if isinstance(choice, dict):
+        wanted = choice["function"]["name"]
+        if wanted not in {tool["function"]["name"] for tool in tools}:
+            raise serializers.ValidationError(
+                {"tool_choice": {"function": {"name": [f"No tool named '{wanted}' is defined in 'tools'."]}}}
+            )
+
+
+_NOT_PARAMS = {"model", "messages", "session_id", "stream", "stream_options"}
+
+
+def parse_chat_request(payload: Any) -> TurnRequest:
+    """A TurnRequest from a decoded JSON body, or an InvalidRequest naming the field."""
+    if not isinstance(payload, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    serializer = ChatCompletionRequestSerializer(data=payload)
+    if not serializer.is_valid():
+        raise validation_error(serializer.errors)
+    data = serializer.validated_data
+    if data.get("stream"):
+        raise InvalidRequest(
+            "Streaming (stream: true) is not available on this server yet; send stream: false.",
+            param="stream",
+            code="unsupported_parameter",
+        )
+    agent_slug, _, model_session = data["model"].partition(":")
+    session_id = data.get("session_id")
+    if model_session:
+        if not SESSION_ID_PATTERN.match(model_session):
+            raise InvalidRequest("The session part of 'agent:session' is malformed.", param="model")
+        if session_id and session_id != model_session:
+            raise InvalidRequest("'model' names a different session than 'session_id'.", param="session_id")
+        session_id = model_session
+    params = {key: _plain(value) for key, value in data.items() if key not in _NOT_PARAMS}
+    return TurnRequest(
+        agent_slug=agent_slug,
+        session_id=session_id,
+        messages=_plain(data["messages"]),
+        params=params,
+    )
+
+
+def _plain(value: Any) -> Any:
+    """Validated data as plain JSON values (DRF hands back OrderedDicts and ReturnLists)."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value

@@ -1,0 +1,62 @@
+"""Which of a request's messages are new to the session's stored transcript.
+
+OpenAI-style clients resend the whole conversation every time; session-aware clients send only
+the new message. Both must leave each message stored once."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from agents.tokens import message_text
+
+_INSTRUCTION_ROLES = {"system", "developer"}
+
+
+def _comparable(message: dict[str, Any]) -> tuple:
+    calls = tuple(
+        (call["function"]["name"], call["function"]["arguments"]) for call in message.get("tool_calls") or []
+    )
+    # Text parts and a plain string with the same text are the same message; ids of tool calls
+    # are not compared because legacy function-calling clients don't send them back.
+    content = message.get("content")
+    if isinstance(content, list) and all(part.get("type") == "text" for part in content):
+        content = message_text(content)
+    if isinstance(content, list):
+        content = json.dumps(content, sort_keys=True)
+    return (
+        message["role"],
+        content or "",
+        message.get("name") or "",
+        calls,
+        message.get("tool_call_id") or "",
+    )
+
+
+def _leading_instructions(messages: list[tuple]) -> int:
+    count = 0
+    while count < len(messages) and messages[count][0] in _INSTRUCTION_ROLES:
+        count += 1
+    return count
+
+
+def unseen_messages(stored: list[dict[str, Any]], incoming: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The incoming messages that are not already in the stored transcript:
+    - a request that starts with the whole stored transcript adds only what follows it;
+    - leading system/developer messages identical to the stored ones are not added again;
+    - messages that repeat the unanswered tail of the transcript (a retried failed turn) are
+      not added again."""
+    if not stored:
+        return incoming
+    known = [_comparable(m) for m in stored]
+    fresh = [_comparable(m) for m in incoming]
+    if fresh[: len(known)] == known:
+        return incoming[len(known) :]
+    lead = _leading_instructions(fresh)
+    if lead and fresh[:lead] == known[:lead] and _leading_instructions(known) == lead:
+        incoming, fresh = incoming[lead:], fresh[lead:]
+    last_answer = max((i for i, m in enumerate(known) if m[0] == "assistant"), default=-1)
+    tail = known[last_answer + 1 :]
+    if tail and fresh[: len(tail)] == tail:
+        return incoming[len(tail) :]
+    return incoming

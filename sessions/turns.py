@@ -1,0 +1,279 @@
+"""The life of a turn: submitted by a request, claimed and run by an executor, finished.
+
+Turns of one session run one after the other, in the order they arrived (`position`). A turn
+is claimed with a conditional UPDATE that only succeeds for the oldest unfinished turn of its
+session, and a partial unique index allows one running turn per session. Nothing holds a lock
+while the agent runs; the writes after it are fenced by the attempt number, so a turn taken
+over after its lease expired cannot be finished twice."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, F, OuterRef, Q
+from django.utils import timezone
+
+from agents.backends import backend_for
+from agents.backends.base import AgentCall, AgentReply
+from agents.selectors import agent_get_enabled
+from config.errors import ApiError, Conflict, NotFound, ServerError
+from sessions.events import publish_turn_finished
+from sessions.executors import turn_executor
+from sessions.models import Session, Turn
+from sessions.selectors import session_transcript, turn_by_idempotency_key
+from sessions.services import session_resolve, transcript_append
+from sessions.transcript import unseen_messages
+
+if TYPE_CHECKING:
+    from accounts.models import ApiKey, Organization
+
+logger = logging.getLogger(__name__)
+
+Status = Turn.Status
+
+
+@dataclass(frozen=True)
+class TurnRequest:
+    """A validated chat request, as the API layer hands it over."""
+
+    agent_slug: str
+    session_id: str | None
+    messages: list[dict[str, Any]]
+    params: dict[str, Any]
+
+
+def turn_submit(
+    *,
+    organization: Organization,
+    api_key: ApiKey | None,
+    request: TurnRequest,
+    idempotency_key: str | None = None,
+    client_retry: bool = False,
+) -> Turn:
+    """Record a turn and hand it to the executor; returns at once.
+
+    A request that repeats an earlier one is answered by the earlier turn instead of storing
+    its messages again: the same `Idempotency-Key`, or the same request to the same session
+    as its last turn, when the client says it is retrying (the OpenAI SDK does) or within
+    PARLEY_RETRY_WINDOW_SECONDS."""
+    fingerprint = _fingerprint(request)
+    if idempotency_key:
+        earlier = _turn_for_idempotency_key(organization, idempotency_key, fingerprint)
+        if earlier is not None:
+            return earlier
+    agent = agent_get_enabled(organization=organization, slug=request.agent_slug)
+    if agent is None:
+        raise NotFound(
+            f"The model '{request.agent_slug}' does not exist or you do not have access to it.",
+            param="model",
+            code="model_not_found",
+        )
+    with transaction.atomic():
+        session = session_resolve(organization=organization, session_id=request.session_id, agent=agent)
+        if session is not None:
+            session = Session.objects.select_for_update().get(pk=session.pk)
+            earlier = _retried_turn(session, fingerprint, client_retry)
+            if earlier is not None:
+                return earlier
+        try:
+            with transaction.atomic():
+                turn = Turn.objects.create(
+                    organization=organization,
+                    session=session,
+                    position=(session.turn_count + 1) if session else 1,
+                    agent=agent,
+                    api_key=api_key,
+                    model=request.agent_slug,
+                    params=request.params,
+                    input_messages=request.messages,
+                    fingerprint=fingerprint,
+                    idempotency_key=idempotency_key or None,
+                )
+        except IntegrityError:
+            # A concurrent request with the same Idempotency-Key won the race.
+            earlier = _turn_for_idempotency_key(organization, idempotency_key or "", fingerprint)
+            if earlier is None:
+                raise
+            return earlier
+        if session is not None:
+            Session.objects.filter(pk=session.pk).update(turn_count=F("turn_count") + 1)
+        transaction.on_commit(lambda: turn_executor().submit(turn.id))
+    return turn
+
+
+def _fingerprint(request: TurnRequest) -> str:
+    canonical = json.dumps(
+        [request.agent_slug, request.session_id, request.messages, request.params],
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _turn_for_idempotency_key(organization: Organization, key: str, fingerprint: str) -> Turn | None:
+    earlier = turn_by_idempotency_key(organization=organization, key=key)
+    if earlier is not None and earlier.fingerprint != fingerprint:
+        raise Conflict(
+            "This Idempotency-Key was already used with a different request.",
+            code="idempotency_key_reused",
+        )
+    return earlier
+
+
+def _retried_turn(session: Session, fingerprint: str, client_retry: bool) -> Turn | None:
+    latest = Turn.objects.filter(session=session).order_by("-position").first()
+    if latest is None or latest.fingerprint != fingerprint or latest.status == Status.FAILED:
+        return None
+    window = timedelta(seconds=settings.PARLEY_RETRY_WINDOW_SECONDS)
+    if client_retry or latest.queued_at >= timezone.now() - window:
+        return latest
+    return None
+
+
+def turn_execute(*, turn_id: str) -> None:
+    """Run a turn if it is this caller's to run; otherwise do nothing (idempotent).
+
+    The turn's new messages join the transcript before the agent runs; the answer (or the
+    error) is stored after it; then listeners are woken and the session's next turn started."""
+    turn = _turn_claim(turn_id)
+    if turn is None:
+        return
+    try:
+        conversation = _turn_store_input(turn)
+        agent = turn.agent
+        if agent is None:
+            raise ServerError("The agent of this turn was deleted.", code="agent_deleted")
+        params = {**agent.default_params, **turn.params}
+        call = AgentCall(messages=conversation, params=params, backend_config=agent.backend_config)
+        reply = backend_for(agent.backend).reply(call)
+    except Exception as exc:
+        _turn_fail(turn, exc)
+    else:
+        _turn_complete(turn, reply)
+    finally:
+        publish_turn_finished(turn.id)
+        _turn_start_next(turn)
+
+
+def _turn_claim(turn_id: str) -> Turn | None:
+    now = timezone.now()
+    earlier_unfinished = Turn.objects.filter(
+        session=OuterRef("session"),
+        position__lt=OuterRef("position"),
+        status__in=[Status.QUEUED, Status.RUNNING],
+    )
+    claimable = Q(status=Status.QUEUED) | Q(status=Status.RUNNING, lease_expires_at__lt=now)
+    try:
+        with transaction.atomic():
+            claimed = (
+                Turn.objects.filter(claimable, pk=turn_id, attempts__lt=settings.PARLEY_TURN_MAX_ATTEMPTS)
+                .filter(~Exists(earlier_unfinished))
+                .update(
+                    status=Status.RUNNING,
+                    attempts=F("attempts") + 1,
+                    lease_expires_at=now + timedelta(seconds=settings.PARLEY_TURN_LEASE_SECONDS),
+                    started_at=now,
+                )
+            )
+    except IntegrityError:  # another turn of the session holds the running slot
+        return None
+    if not claimed:
+        return None
+    return Turn.objects.select_related("agent", "session").get(pk=turn_id)
+
+
+def _turn_store_input(turn: Turn) -> list[dict[str, Any]]:
+    """Append the turn's new messages to the transcript (once, even when a turn is taken over)
+    and return the conversation as the agent sees it."""
+    agent = turn.agent
+    system = [{"role": "system", "content": agent.system_prompt}] if agent and agent.system_prompt else []
+    if turn.session_id is None:
+        return system + turn.input_messages
+    with transaction.atomic():
+        session = Session.objects.select_for_update().get(pk=turn.session_id)
+        transcript = session_transcript(session=session)
+        if not any(message.turn_id == turn.id for message in transcript):
+            stored = [message.as_openai() for message in transcript]
+            transcript += transcript_append(
+                session=session, messages=unseen_messages(stored, turn.input_messages), turn=turn
+            )
+    return system + [message.as_openai() for message in transcript]
+
+
+def _fenced(turn: Turn):
+    return Turn.objects.filter(pk=turn.pk, status=Status.RUNNING, attempts=turn.attempts)
+
+
+def _turn_complete(turn: Turn, reply: AgentReply) -> None:
+    now = timezone.now()
+    choices = [
+        {
+            "index": index,
+            "message": choice.message,
+            "finish_reason": choice.finish_reason,
+            "logprobs": choice.logprobs,
+        }
+        for index, choice in enumerate(reply.choices)
+    ]
+    usage = {
+        "prompt_tokens": reply.prompt_tokens,
+        "completion_tokens": reply.completion_tokens,
+        "total_tokens": reply.prompt_tokens + reply.completion_tokens,
+    }
+    with transaction.atomic():
+        session = Session.objects.select_for_update().get(pk=turn.session_id) if turn.session_id else None
+        updated = _fenced(turn).update(
+            status=Status.COMPLETED,
+            output={"choices": choices},
+            usage=usage,
+            first_token_at=now,
+            finished_at=now,
+            lease_expires_at=None,
+        )
+        if updated and session is not None:
+            # The session keeps one answer: the first choice, as chat clients do with n > 1.
+            transcript_append(session=session, messages=[reply.choices[0].message], turn=turn)
+
+
+def _turn_fail(turn: Turn, exc: Exception) -> None:
+    if isinstance(exc, ApiError):
+        error = exc
+    else:
+        logger.exception("Turn %s failed", turn.id)
+        error = ServerError(f"The agent failed while answering ({type(exc).__name__}).", code="agent_error")
+    _fenced(turn).update(
+        status=Status.FAILED,
+        error={"status": error.status, **error.payload()},
+        finished_at=timezone.now(),
+        lease_expires_at=None,
+    )
+
+
+def _turn_start_next(turn: Turn) -> None:
+    if turn.session_id is None:
+        return
+    next_turn = (
+        Turn.objects.filter(session_id=turn.session_id, status=Status.QUEUED)
+        .order_by("position")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if next_turn is not None:
+        turn_executor().submit(next_turn)
+
+
+def turn_error(turn: Turn) -> ApiError:
+    """The stored error of a failed turn, to raise again to the client."""
+    stored = turn.error or {}
+    body = stored.get("error", {})
+    error = ApiError(body.get("message", "The turn failed."), param=body.get("param"), code=body.get("code"))
+    error.status = stored.get("status", 500)
+    error.error_type = body.get("type", "server_error")
+    return error
