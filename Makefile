@@ -28,15 +28,15 @@ run: install
 test: install
 	bash tests/ensure_services.sh
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest --stack=embedded
-	$(BIN)/python -m pytest --stack=production
+	PARLEY_TEST_STACK=embedded $(BIN)/python -m pytest
+	PARLEY_TEST_STACK=production $(BIN)/python -m pytest
 
 test-embedded: install
-	$(BIN)/python -m pytest --stack=embedded
+	PARLEY_TEST_STACK=embedded $(BIN)/python -m pytest
 
 test-production: install
 	bash tests/ensure_services.sh
-	$(BIN)/python -m pytest --stack=production
+	PARLEY_TEST_STACK=production $(BIN)/python -m pytest
 
 lint: install
 	$(BIN)/ruff check .

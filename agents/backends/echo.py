@@ -10,7 +10,8 @@ What it answers, in order:
 It honours `n`, `stop`, `max_tokens`/`max_completion_tokens` (finish_reason "length"),
 `response_format` (json_object, json_schema) and `logprobs`/`top_logprobs` (every token has
 log-probability 0: the agent is certain). Sampling parameters have nothing to change in a
-deterministic agent.
+deterministic agent. Its configuration may set `delay_seconds` (at most 60) to simulate a slow
+model.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import time
 from typing import Any
 
 from agents.backends.base import AgentCall, AgentChoice, AgentReply
@@ -25,10 +27,14 @@ from agents.schema_examples import example_for_schema
 from agents.tokens import approx_prompt_tokens, approx_tokens, message_text
 
 _EARLIER_SHOWN = 5
+_MAX_DELAY_SECONDS = 60
 
 
 class EchoBackend:
     def reply(self, call: AgentCall) -> AgentReply:
+        delay = call.backend_config.get("delay_seconds") or 0
+        if delay:
+            time.sleep(min(float(delay), _MAX_DELAY_SECONDS))
         params = call.params
         tool = _tool_to_call(call.messages, params.get("tools") or [], params.get("tool_choice"))
         if tool is not None:

@@ -107,6 +107,8 @@ if PARLEY_EXECUTOR not in {"inline", "celery"}:
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 if PARLEY_EXECUTOR == "celery" and not CELERY_BROKER_URL:
     raise ImproperlyConfigured("PARLEY_EXECUTOR=celery needs REDIS_URL (or CELERY_BROKER_URL).")
+# Separate queues let several deployments (or test runs) share one broker.
+CELERY_TASK_DEFAULT_QUEUE = env_str("PARLEY_CELERY_QUEUE", "parley")
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

@@ -1,17 +1,33 @@
-"""Settings of the pytest process. The live servers that the tests start use the embedded or
-production settings against the same database (see tests/conftest.py)."""
+"""Settings of the pytest process. PARLEY_TEST_STACK picks the run mode under test:
+`embedded` (SQLite) or `production` (PostgreSQL, Redis, Celery). The live servers that the tests
+start use that mode's own settings against the same test database (see tests/conftest.py)."""
 
 import os
 import tempfile
 from pathlib import Path
 
-from config.settings.base import *  # noqa: F403
-from config.settings.base import DATABASES
-
-# pytest-django creates this database for the run; a per-run name lets two runs share a host.
-_RUN = os.environ.get("PARLEY_TEST_RUN_ID", str(os.getpid()))
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASES["default"]["TEST"] = {"NAME": str(Path(tempfile.gettempdir()) / f"parley-test-{_RUN}.sqlite3")}
+STACK = os.environ.setdefault("PARLEY_TEST_STACK", "embedded")
+if STACK == "production":
+    os.environ["DATABASE_URL"] = os.environ.get(
+        "PARLEY_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"
+    )
+    os.environ["REDIS_URL"] = os.environ.get("PARLEY_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+elif STACK == "embedded":
+    os.environ["DATABASE_URL"] = "sqlite:///" + str(Path(tempfile.gettempdir()) / "parley-test.sqlite3")
+    os.environ.pop("REDIS_URL", None)
 else:
-    DATABASES["default"]["TEST"] = {"NAME": f"parley_test_{_RUN}"}
+    raise RuntimeError("PARLEY_TEST_STACK must be 'embedded' or 'production'.")
+os.environ["PARLEY_EXECUTOR"] = "inline"
+
+from config.settings.base import *  # noqa: E402, F403
+from config.settings.base import DATABASES  # noqa: E402
+
+# A per-run test database (and queue, and channel prefix, in conftest) lets two runs share a host.
+RUN_ID = os.environ.setdefault("PARLEY_TEST_RUN_ID", str(os.getpid()))
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["TEST"] = {
+        "NAME": str(Path(tempfile.gettempdir()) / f"parley-test-{RUN_ID}.sqlite3")
+    }
+else:
+    DATABASES["default"]["TEST"] = {"NAME": f"parley_test_{RUN_ID}"}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,177 @@
+"""Live servers for the tests: uvicorn (and, in production mode, a Celery worker) as real
+processes on loopback, against the test database that pytest-django created."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+# Long enough for 20 queued turns under CI load; short enough to test the 504 path quickly.
+TURN_WAIT_SECONDS = 6
+
+
+@dataclass
+class Stack:
+    mode: str
+    url: str
+    env: dict[str, str]
+    processes: list[subprocess.Popen] = field(default_factory=list)
+    logs: list[Path] = field(default_factory=list)
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/v1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def database_url(settings_dict: dict) -> str:
+    if settings_dict["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{settings_dict['NAME']}"
+    user = settings_dict.get("USER") or "postgres"
+    password = f":{settings_dict['PASSWORD']}" if settings_dict.get("PASSWORD") else ""
+    host = settings_dict.get("HOST") or "127.0.0.1"
+    port = settings_dict.get("PORT") or 5432
+    return f"postgres://{user}{password}@{host}:{port}/{settings_dict['NAME']}"
+
+
+def stack_env(mode: str, db_url: str, run_id: str, log_dir: Path) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "PARLEY_"))}
+    env.update(
+        DATABASE_URL=db_url,
+        PARLEY_TURN_WAIT_SECONDS=str(TURN_WAIT_SECONDS),
+        PYTHONPATH=str(ROOT),
+        PYTHONUNBUFFERED="1",
+    )
+    if mode == "production":
+        env.update(
+            DJANGO_SETTINGS_MODULE="config.settings.production",
+            SECRET_KEY="test-secret-key-" + "x" * 40,
+            DEBUG="false",
+            REDIS_URL=os.environ["REDIS_URL"],
+            PARLEY_EXECUTOR="celery",
+            PARLEY_CELERY_QUEUE=f"parley-test-{run_id}",
+            PARLEY_CHANNEL_PREFIX=f"parley-test-{run_id}",
+        )
+    else:
+        env.update(DJANGO_SETTINGS_MODULE="config.settings.embedded", PARLEY_EXECUTOR="inline")
+        env.pop("REDIS_URL", None)
+    return env
+
+
+def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    handle = log.open("wb")
+    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
+
+
+def wait_until(check, *, timeout: float, what: str, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}:\n{log.read_text()[-4000:]}")
+        if check():
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not become ready in {timeout} s:\n{log.read_text()[-4000:]}")
+
+
+def start_web(env: dict[str, str], log_dir: Path, name: str = "web") -> tuple[str, subprocess.Popen, Path]:
+    port = free_port()
+    log = log_dir / f"{name}.log"
+    process = spawn(
+        [
+            str(BIN / "uvicorn"),
+            "config.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--lifespan",
+            "off",
+            "--no-access-log",
+        ],
+        env,
+        log,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(ready, timeout=30, what="uvicorn", process=process, log=log)
+    return url, process, log
+
+
+def start_worker(env: dict[str, str], log_dir: Path, name: str = "worker") -> tuple[subprocess.Popen, Path]:
+    log = log_dir / f"{name}.log"
+    process = spawn(
+        [
+            str(BIN / "celery"),
+            "-A",
+            "config",
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--concurrency",
+            "2",
+            "--hostname",
+            f"{name}-{os.getpid()}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--queues",
+            env["PARLEY_CELERY_QUEUE"],
+        ],
+        env,
+        log,
+    )
+    wait_until(
+        lambda: b" ready." in log.read_bytes(), timeout=60, what="celery worker", process=process, log=log
+    )
+    return process, log
+
+
+def stop(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def running_stack(mode: str, db_url: str, run_id: str, log_dir: Path) -> Iterator[Stack]:
+    env = stack_env(mode, db_url, run_id, log_dir)
+    stack = Stack(mode=mode, url="", env=env)
+    try:
+        if mode == "production":
+            worker, worker_log = start_worker(env, log_dir)
+            stack.processes.append(worker)
+            stack.logs.append(worker_log)
+        stack.url, web, web_log = start_web(env, log_dir)
+        stack.processes.append(web)
+        stack.logs.append(web_log)
+        yield stack
+    finally:
+        stop(stack.processes)
