@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 # Long enough for 20 queued turns under CI load; short enough to test the 504 path quickly.
 TURN_WAIT_SECONDS = 6
+RETRY_WINDOW_SECONDS = 2
 
 
 @dataclass
@@ -55,6 +56,7 @@ def stack_env(mode: str, db_url: str, run_id: str, log_dir: Path) -> dict[str, s
     env.update(
         DATABASE_URL=db_url,
         PARLEY_TURN_WAIT_SECONDS=str(TURN_WAIT_SECONDS),
+        PARLEY_RETRY_WINDOW_SECONDS=str(RETRY_WINDOW_SECONDS),
         PYTHONPATH=str(ROOT),
         PYTHONUNBUFFERED="1",
     )
