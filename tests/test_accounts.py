@@ -1,0 +1,99 @@
+"""API keys and the operator commands."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from datetime import timedelta
+
+from django.core.management import call_command
+from django.utils import timezone
+
+from accounts.models import ApiKey, Membership, Organization, User
+from accounts.services import api_key_authenticate, api_key_create, api_key_revoke, organization_create
+from agents.models import Agent
+
+
+def test_a_new_organization_has_the_echo_agent_and_automation_settings():
+    organization = organization_create(slug="fresh-org")
+    assert list(Agent.objects.filter(organization=organization).values_list("slug", "backend")) == [
+        ("echo", "echo")
+    ]
+    assert organization.automation.auto_create_sessions is True
+
+
+def test_an_api_key_is_stored_only_as_a_hash_with_a_lookup_prefix():
+    organization = organization_create(slug="keys-org")
+    issued = api_key_create(organization=organization, name="ci")
+    row = ApiKey.objects.get(pk=issued.api_key.pk)
+    assert issued.secret.startswith("sk-parley-")
+    assert issued.secret.startswith(row.prefix)
+    assert len(issued.secret) == len("sk-parley-") + 52
+    assert row.secret_hash == hashlib.sha256(issued.secret.encode()).hexdigest()
+    assert row.last_four == issued.secret[-4:]
+    for value in (row.prefix, row.secret_hash, row.name, row.last_four):
+        assert issued.secret not in value
+
+
+def test_authentication_accepts_the_key_and_refuses_near_misses():
+    organization = organization_create(slug="auth-org")
+    issued = api_key_create(organization=organization, name="ci")
+    assert api_key_authenticate(raw_key=issued.secret) == issued.api_key
+    assert ApiKey.objects.get(pk=issued.api_key.pk).last_used_at is not None
+    tampered = issued.secret[:-1] + ("A" if issued.secret[-1] != "A" else "B")
+    assert api_key_authenticate(raw_key=tampered) is None
+    assert api_key_authenticate(raw_key=issued.secret[:-1]) is None
+    assert api_key_authenticate(raw_key="sk-other-" + issued.secret) is None
+
+
+def test_revoked_and_expired_keys_are_refused():
+    organization = organization_create(slug="dead-keys")
+    revoked = api_key_create(organization=organization, name="revoked")
+    api_key_revoke(api_key=revoked.api_key)
+    expired = api_key_create(
+        organization=organization, name="old", expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    future = api_key_create(
+        organization=organization, name="new", expires_at=timezone.now() + timedelta(days=1)
+    )
+    assert api_key_authenticate(raw_key=revoked.secret) is None
+    assert api_key_authenticate(raw_key=expired.secret) is None
+    assert api_key_authenticate(raw_key=future.secret) == future.api_key
+
+
+def test_createapikey_prints_only_the_key_and_creates_the_organization():
+    out, err = io.StringIO(), io.StringIO()
+    call_command("createapikey", "ops-team", "--name", "deploy", stdout=out, stderr=err)
+    key = out.getvalue().strip()
+    assert out.getvalue() == key + "\n"
+    assert "Created organization 'ops-team'" in err.getvalue()
+    api_key = api_key_authenticate(raw_key=key)
+    assert api_key.organization.slug == "ops-team"
+    assert api_key.name == "deploy"
+    assert Agent.objects.filter(organization__slug="ops-team", slug="echo").exists()
+
+
+def test_createapikey_reuses_an_existing_organization():
+    organization = organization_create(slug="existing-org")
+    out, err = io.StringIO(), io.StringIO()
+    call_command("createapikey", "existing-org", stdout=out, stderr=err)
+    assert api_key_authenticate(raw_key=out.getvalue().strip()).organization == organization
+    assert err.getvalue() == ""
+    assert Organization.objects.filter(slug="existing-org").count() == 1
+
+
+def test_seeddemo_creates_the_demo_tenant_admin_and_a_working_key(monkeypatch):
+    monkeypatch.setenv("PARLEY_DEMO_PASSWORD", "demo-pass-123")
+    out = io.StringIO()
+    call_command("seeddemo", "--admin", "demo-admin", stdout=out)
+    text = out.getvalue()
+    key = next(line.split()[-1] for line in text.splitlines() if "API key:" in line)
+    assert api_key_authenticate(raw_key=key).organization.slug == "demo"
+    admin = User.objects.get(username="demo-admin")
+    assert admin.is_superuser and admin.check_password("demo-pass-123")
+    assert Membership.objects.get(user=admin, organization__slug="demo").role == "owner"
+    # seeding again keeps the tenant and the admin, and prints a new key
+    again = io.StringIO()
+    call_command("seeddemo", "--admin", "demo-admin", stdout=again)
+    assert Organization.objects.filter(slug="demo").count() == 1
+    assert "password unchanged" in again.getvalue()
