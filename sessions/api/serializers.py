@@ -4,6 +4,7 @@ ranges, plus Parley's `session_id`. Unknown fields are ignored, as OpenAI does."
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from rest_framework import serializers
@@ -267,6 +268,7 @@ class ChatCompletionRequestSerializer(serializers.Serializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         attrs = {key: value for key, value in attrs.items() if value is not None}
+        attrs = _session_from_model(attrs)
         if attrs.get("functions"):
             if attrs.get("tools"):
                 raise _invalid("functions", "Use either 'tools' or the deprecated 'functions', not both.")
@@ -280,6 +282,18 @@ class ChatCompletionRequestSerializer(serializers.Serializer):
         if len(names) != len(set(names)):
             raise _invalid("tools", "Tool function names must be unique.")
         return attrs
+
+
+def _session_from_model(attrs: dict[str, Any]) -> dict[str, Any]:
+    """`model: "agent:session"` names the session too."""
+    _, _, model_session = attrs["model"].partition(":")
+    if not model_session:
+        return attrs
+    if not SESSION_ID_PATTERN.match(model_session):
+        raise _invalid("model", "The session part of 'agent:session' is malformed.")
+    if attrs.get("session_id", model_session) != model_session:
+        raise _invalid("session_id", "'model' names a different session than 'session_id'.")
+    return {**attrs, "session_id": model_session}
 
 
 def _invalid(field: str, message: str) -> serializers.ValidationError:
@@ -316,35 +330,29 @@ def _check_tool_choice(attrs: dict[str, Any]) -> None:
 _NOT_PARAMS = {"model", "messages", "session_id", "stream", "stream_options"}
 
 
-def parse_chat_request(payload: Any) -> TurnRequest:
-    """A TurnRequest from a decoded JSON body, or an InvalidRequest naming the field."""
+@dataclass(frozen=True)
+class ChatRequest:
+    turn: TurnRequest
+    stream: bool | None  # None when the body did not say
+    include_usage: bool
+
+
+def parse_chat_request(payload: Any) -> ChatRequest:
+    """A ChatRequest from a decoded JSON body, or an InvalidRequest naming the field."""
     if not isinstance(payload, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
     serializer = ChatCompletionRequestSerializer(data=payload)
     if not serializer.is_valid():
         raise validation_error(serializer.errors)
     data = serializer.validated_data
-    if data.get("stream"):
-        raise InvalidRequest(
-            "Streaming (stream: true) is not available on this server yet; send stream: false.",
-            param="stream",
-            code="unsupported_parameter",
-        )
-    agent_slug, _, model_session = data["model"].partition(":")
-    session_id = data.get("session_id")
-    if model_session:
-        if not SESSION_ID_PATTERN.match(model_session):
-            raise InvalidRequest("The session part of 'agent:session' is malformed.", param="model")
-        if session_id and session_id != model_session:
-            raise InvalidRequest("'model' names a different session than 'session_id'.", param="session_id")
-        session_id = model_session
-    params = {key: _plain(value) for key, value in data.items() if key not in _NOT_PARAMS}
-    return TurnRequest(
-        agent_slug=agent_slug,
-        session_id=session_id,
+    turn = TurnRequest(
+        agent_slug=data["model"].partition(":")[0],
+        session_id=data.get("session_id"),
         messages=_plain(data["messages"]),
-        params=params,
+        params={key: _plain(value) for key, value in data.items() if key not in _NOT_PARAMS},
     )
+    include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
+    return ChatRequest(turn=turn, stream=data.get("stream"), include_usage=include_usage)
 
 
 def _plain(value: Any) -> Any:
