@@ -1,11 +1,14 @@
-"""Wake-ups through the Channels layer. The layer is at-most-once, so it only wakes listeners:
-the database stays the record, and listeners re-read it (also on a timer)."""
+"""Wake-ups through the Channels layer. The layer is at-most-once (channels_redis drops what
+exceeds a channel's capacity), so it only wakes listeners and carries events as a shortcut:
+the database stays the record, and listeners re-read it on a gap and on a timer."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -14,58 +17,78 @@ logger = logging.getLogger(__name__)
 
 # A listener re-reads the database at least this often, whatever the layer delivers.
 RECHECK_SECONDS = 1.0
+# The kinds of a turn's stream events; a stream ends with one of the terminal two.
+CHUNK, USAGE, DONE, ERROR = "chunk", "usage", "done", "error"
+TERMINAL_KINDS = frozenset({DONE, ERROR})
 
 
 def turn_group(turn_id: str) -> str:
     return f"turn.{turn_id}"
 
 
-def publish_turn_finished(turn_id: str) -> None:
-    """Wake whoever waits for this turn. Never raises: a lost wake-up only delays a listener."""
+def publish_turn_events(turn_id: str, events: list[dict[str, Any]]) -> None:
+    """Hand new events to whoever listens to the turn. Never raises: a lost message only makes
+    a listener read the database instead."""
     try:
         async_to_sync(get_channel_layer().group_send)(
-            turn_group(turn_id), {"type": "turn.finished", "turn_id": turn_id}
+            turn_group(turn_id), {"type": "turn.events", "turn_id": turn_id, "events": events}
         )
     except Exception:
-        logger.warning("Could not publish the end of turn %s", turn_id, exc_info=True)
+        logger.warning("Could not publish events of turn %s", turn_id, exc_info=True)
+
+
+class TurnInbox:
+    """A subscription to a turn's wake-ups: `async with TurnInbox(turn_id) as inbox`."""
+
+    def __init__(self, turn_id: str) -> None:
+        self.group = turn_group(turn_id)
+        self.layer = get_channel_layer()
+        self.channel: str | None = None
+
+    async def __aenter__(self) -> TurnInbox:
+        try:
+            self.channel = await self.layer.new_channel()
+            await self.layer.group_add(self.group, self.channel)
+        except Exception:
+            logger.warning("Channel layer unavailable; following %s by polling", self.group, exc_info=True)
+            self.channel = None
+        return self
+
+    async def __aexit__(
+        self, kind: type | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        if self.channel is not None:
+            try:
+                await self.layer.group_discard(self.group, self.channel)
+            except Exception:
+                logger.debug("group_discard failed for %s", self.group, exc_info=True)
+
+    async def receive(self, timeout: float) -> dict[str, Any] | None:
+        """The next message, or None when `timeout` passes first."""
+        if self.channel is None:
+            await asyncio.sleep(timeout)
+            return None
+        try:
+            return await asyncio.wait_for(self.layer.receive(self.channel), timeout=timeout)
+        except TimeoutError:
+            return None
+        except Exception:
+            logger.debug("Channel layer receive failed", exc_info=True)
+            await asyncio.sleep(timeout)
+            return None
 
 
 async def wait_for_turn(turn_id: str, *, is_finished: Callable[[], Awaitable[bool]], timeout: float) -> bool:
     """Wait until `is_finished()` is true or the timeout passes; True when it finished."""
-    layer = get_channel_layer()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    channel = None
-    try:
-        channel = await layer.new_channel()
-        await layer.group_add(turn_group(turn_id), channel)
-    except Exception:
-        logger.warning("Channel layer unavailable; waiting for turn %s by polling", turn_id, exc_info=True)
-        channel = None
-    try:
+    async with TurnInbox(turn_id) as inbox:
         while True:
             if await is_finished():
                 return True
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return False
-            await _next_wakeup(layer, channel, min(remaining, RECHECK_SECONDS))
-    finally:
-        if channel is not None:
-            try:
-                await layer.group_discard(turn_group(turn_id), channel)
-            except Exception:
-                logger.debug("group_discard failed for %s", turn_id, exc_info=True)
-
-
-async def _next_wakeup(layer, channel: str | None, timeout: float) -> None:
-    if channel is None:
-        await asyncio.sleep(timeout)
-        return
-    try:
-        await asyncio.wait_for(layer.receive(channel), timeout=timeout)
-    except TimeoutError:
-        pass
-    except Exception:
-        logger.debug("Channel layer receive failed", exc_info=True)
-        await asyncio.sleep(timeout)
+            while (remaining := deadline - loop.time()) > 0:
+                message = await inbox.receive(min(remaining, RECHECK_SECONDS))
+                if message is None or any(event["kind"] in TERMINAL_KINDS for event in message["events"]):
+                    break
+            else:
+                return await is_finished()

@@ -47,6 +47,7 @@ class Turn(models.Model):
         RUNNING = "running"
         COMPLETED = "completed"
         FAILED = "failed"
+        CANCELLED = "cancelled"
 
     id = models.CharField(primary_key=True, max_length=40, default=_new_turn_id, editable=False)
     organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, related_name="turns")
@@ -76,7 +77,7 @@ class Turn(models.Model):
     first_token_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
-    FINISHED = (Status.COMPLETED, Status.FAILED)
+    FINISHED = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 
     class Meta:
         constraints = [
@@ -98,6 +99,27 @@ class Turn(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
+
+
+class TurnEventBatch(models.Model):
+    """A run of a turn's stream events, numbered `first_seq`..`last_seq`: the record that a
+    reconnecting client replays. The runner writes them coalesced, a batch every few tens of
+    milliseconds, not a row per token."""
+
+    turn = models.ForeignKey(Turn, on_delete=models.CASCADE, related_name="event_batches")
+    first_seq = models.PositiveIntegerField()
+    last_seq = models.PositiveIntegerField()
+    # [{"seq": n, "kind": "chunk" | "usage" | "done" | "error", "data": {...} | null}, ...]
+    events = models.JSONField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["turn", "first_seq"], name="turn_event_batch_unique_start")
+        ]
+        indexes = [models.Index(fields=["turn", "last_seq"], name="turn_event_batch_lookup")]
+
+    def __str__(self) -> str:
+        return f"{self.turn_id} events {self.first_seq}-{self.last_seq}"
 
 
 class Message(models.Model):

@@ -11,8 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
+import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -21,14 +23,26 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from agents.backends import backend_for
-from agents.backends.base import AgentCall, AgentReply
+from agents.backends.base import AgentCall, ChoiceDelta
 from agents.selectors import agent_get_enabled
 from config.errors import ApiError, Conflict, NotFound, ServerError
-from sessions.events import publish_turn_finished
+from sessions.events import CHUNK, DONE, ERROR, USAGE, publish_turn_events
 from sessions.executors import turn_executor
 from sessions.models import Session, Turn
 from sessions.selectors import session_transcript, turn_by_idempotency_key
 from sessions.services import session_resolve, transcript_append
+from sessions.streaming import (
+    FLUSH_SECONDS,
+    EventWriter,
+    ReplyAccumulator,
+    chunk_base,
+    delta_chunk,
+    next_event_seq,
+    pump,
+    store_events,
+    usage_chunk,
+    usage_payload,
+)
 from sessions.transcript import unseen_messages
 
 if TYPE_CHECKING:
@@ -140,26 +154,82 @@ def _retried_turn(session: Session, fingerprint: str, client_retry: bool) -> Tur
 def turn_execute(*, turn_id: str) -> None:
     """Run a turn if it is this caller's to run; otherwise do nothing (idempotent).
 
-    The turn's new messages join the transcript before the agent runs; the answer (or the
-    error) is stored after it; then listeners are woken and the session's next turn started."""
+    The turn's new messages join the transcript before the agent runs. The agent's stream is
+    relayed as events while it runs; the answer (or the error, or what was produced before a
+    cancel) is stored at the end together with the stream's terminal event. Then the session's
+    next turn is started."""
     turn = _turn_claim(turn_id)
     if turn is None:
         return
     try:
-        conversation = _turn_store_input(turn)
-        agent = turn.agent
-        if agent is None:
-            raise ServerError("The agent of this turn was deleted.", code="agent_deleted")
-        params = {**agent.default_params, **turn.params}
-        call = AgentCall(messages=conversation, params=params, backend_config=agent.backend_config)
-        reply = backend_for(agent.backend).reply(call)
-    except Exception as exc:
-        _turn_fail(turn, exc)
-    else:
-        _turn_complete(turn, reply)
+        _turn_run(turn)
     finally:
-        publish_turn_finished(turn.id)
         _turn_start_next(turn)
+
+
+def _turn_run(turn: Turn) -> None:
+    writer = EventWriter(turn)
+    reply = ReplyAccumulator()
+    watch = _OwnershipWatch(turn)
+    stop = threading.Event()
+    try:
+        conversation = _turn_store_input(turn)
+        if turn.agent is None:
+            raise ServerError("The agent of this turn was deleted.", code="agent_deleted")
+        base = chunk_base(turn, turn.session.external_id if turn.session_id else None)
+        legacy = bool(turn.params.get("legacy_function_call"))
+        params = {**turn.agent.default_params, **turn.params}
+        call = AgentCall(messages=conversation, params=params, backend_config=turn.agent.backend_config)
+        for item in pump(backend_for(turn.agent.backend).stream(call), tick_seconds=FLUSH_SECONDS, stop=stop):
+            if isinstance(item, ChoiceDelta):
+                reply.add(item)
+                if reply.started_output and watch.first_token_at is None:
+                    watch.first_token_at = timezone.now()
+                writer.add(CHUNK, delta_chunk(base, item, legacy_functions=legacy))
+            elif item is not None:
+                reply.add(item)
+            writer.flush_if_due()
+            if not watch.still_ours():
+                stop.set()
+                _turn_finish_cancelled(turn, reply, writer)
+                return
+        writer.add(USAGE, usage_chunk(base, usage_payload(reply.usage)))
+        writer.add(DONE)
+        _turn_finish(turn, writer, status=Status.COMPLETED, reply=reply, first_token_at=watch.first_token_at)
+    except Exception as exc:
+        stop.set()
+        error = exc if isinstance(exc, ApiError) else None
+        if error is None:
+            logger.exception("Turn %s failed", turn.id)
+            error = ServerError(
+                f"The agent failed while answering ({type(exc).__name__}).", code="agent_error"
+            )
+        writer.add(ERROR, error.payload())
+        _turn_finish(turn, writer, status=Status.FAILED, error={"status": error.status, **error.payload()})
+
+
+class _OwnershipWatch:
+    """Renews the turn's lease while it runs and notices when the turn stops being this
+    runner's (cancelled, or taken over by another worker after a lost lease)."""
+
+    CHECK_SECONDS = 0.5
+
+    def __init__(self, turn: Turn) -> None:
+        self.turn = turn
+        self.first_token_at: datetime | None = None
+        self._next_check = time.monotonic() + self.CHECK_SECONDS
+        self._next_renewal = time.monotonic() + settings.PARLEY_TURN_LEASE_SECONDS / 3
+
+    def still_ours(self) -> bool:
+        now = time.monotonic()
+        if now >= self._next_renewal:
+            self._next_renewal = now + settings.PARLEY_TURN_LEASE_SECONDS / 3
+            lease = timezone.now() + timedelta(seconds=settings.PARLEY_TURN_LEASE_SECONDS)
+            return bool(_fenced(self.turn).update(lease_expires_at=lease))
+        if now >= self._next_check:
+            self._next_check = now + self.CHECK_SECONDS
+            return _fenced(self.turn).exists()
+        return True
 
 
 def _turn_claim(turn_id: str) -> Turn | None:
@@ -208,52 +278,80 @@ def _turn_store_input(turn: Turn) -> list[dict[str, Any]]:
 
 
 def _fenced(turn: Turn):
+    """The turn, if this attempt still owns it: the fence for every write after the claim."""
     return Turn.objects.filter(pk=turn.pk, status=Status.RUNNING, attempts=turn.attempts)
 
 
-def _turn_complete(turn: Turn, reply: AgentReply) -> None:
+def _turn_finish(
+    turn: Turn,
+    writer: EventWriter,
+    *,
+    status: str,
+    reply: ReplyAccumulator | None = None,
+    first_token_at: datetime | None = None,
+    error: dict | None = None,
+) -> None:
+    """Store how the turn ended, the session's answer and the stream's last events, at once."""
     now = timezone.now()
-    choices = [
-        {
-            "index": index,
-            "message": choice.message,
-            "finish_reason": choice.finish_reason,
-            "logprobs": choice.logprobs,
-        }
-        for index, choice in enumerate(reply.choices)
-    ]
-    usage = {
-        "prompt_tokens": reply.prompt_tokens,
-        "completion_tokens": reply.completion_tokens,
-        "total_tokens": reply.prompt_tokens + reply.completion_tokens,
-    }
+    events = writer.take_pending()
     with transaction.atomic():
         session = Session.objects.select_for_update().get(pk=turn.session_id) if turn.session_id else None
-        updated = _fenced(turn).update(
-            status=Status.COMPLETED,
-            output={"choices": choices},
-            usage=usage,
-            first_token_at=now,
-            finished_at=now,
-            lease_expires_at=None,
-        )
-        if updated and session is not None:
+        fields: dict = {"status": status, "finished_at": now, "lease_expires_at": None, "error": error}
+        if reply is not None:
+            fields.update(
+                output={"choices": reply.choices()},
+                usage=usage_payload(reply.usage),
+                first_token_at=first_token_at or now,
+            )
+        if not _fenced(turn).update(**fields):
+            return  # cancelled or taken over meanwhile: the new owner finishes it
+        if reply is not None and session is not None:
             # The session keeps one answer: the first choice, as chat clients do with n > 1.
-            transcript_append(session=session, messages=[reply.choices[0].message], turn=turn)
+            transcript_append(session=session, messages=[reply.choices()[0]["message"]], turn=turn)
+        store_events(turn.id, events)
+    publish_turn_events(turn.id, events)
 
 
-def _turn_fail(turn: Turn, exc: Exception) -> None:
-    if isinstance(exc, ApiError):
-        error = exc
-    else:
-        logger.exception("Turn %s failed", turn.id)
-        error = ServerError(f"The agent failed while answering ({type(exc).__name__}).", code="agent_error")
-    _fenced(turn).update(
-        status=Status.FAILED,
-        error={"status": error.status, **error.payload()},
-        finished_at=timezone.now(),
-        lease_expires_at=None,
-    )
+def _turn_finish_cancelled(turn: Turn, reply: ReplyAccumulator, writer: EventWriter) -> None:
+    """Keep what the agent produced before the cancel (text only: a half-streamed tool call
+    is not a call) and end the stream."""
+    writer.add(ERROR, TURN_CANCELLED.payload())
+    events = writer.take_pending()
+    choices = reply.choices(complete_calls_only=True)
+    with transaction.atomic():
+        session = Session.objects.select_for_update().get(pk=turn.session_id) if turn.session_id else None
+        updated = Turn.objects.filter(
+            pk=turn.pk, status=Status.CANCELLED, attempts=turn.attempts, finished_at__isnull=True
+        ).update(finished_at=timezone.now(), output={"choices": choices}, usage=usage_payload(reply.usage))
+        if not updated:
+            return
+        if session is not None and choices and choices[0]["message"]["content"]:
+            transcript_append(session=session, messages=[choices[0]["message"]], turn=turn)
+        store_events(turn.id, events)
+    publish_turn_events(turn.id, events)
+
+
+TURN_CANCELLED = ApiError("The turn was cancelled.", code="turn_cancelled")
+
+
+def turn_cancel(*, turn: Turn) -> Turn:
+    """Cancel a queued or running turn. A queued turn ends at once; a running one is stopped by
+    its runner within a second, which keeps what was produced so far."""
+    now = timezone.now()
+    with transaction.atomic():
+        queued = Turn.objects.filter(pk=turn.pk, status=Status.QUEUED).update(
+            status=Status.CANCELLED, finished_at=now
+        )
+        if queued:
+            events = [{"seq": next_event_seq(turn.id), "kind": ERROR, "data": TURN_CANCELLED.payload()}]
+            store_events(turn.id, events)
+        elif not Turn.objects.filter(pk=turn.pk, status=Status.RUNNING).update(status=Status.CANCELLED):
+            raise Conflict(f"Turn {turn.id} has already finished.", code="turn_finished")
+    if queued:
+        publish_turn_events(turn.id, events)
+        _turn_start_next(turn)
+    turn.refresh_from_db()
+    return turn
 
 
 def _turn_start_next(turn: Turn) -> None:

@@ -10,8 +10,12 @@ What it answers, in order:
 It honours `n`, `stop`, `max_tokens`/`max_completion_tokens` (finish_reason "length"),
 `response_format` (json_object, json_schema) and `logprobs`/`top_logprobs` (every token has
 log-probability 0: the agent is certain). Sampling parameters have nothing to change in a
-deterministic agent. Its configuration may set `delay_seconds` (at most 60) to simulate a slow
-model.
+deterministic agent.
+
+It streams its answer a word at a time. To simulate a real model, its configuration may set
+`delay_seconds` (before the first token), `chunk_delay_seconds` (between tokens),
+`pause_after_chunks` with `pause_seconds` (one long silence mid-answer), and `fail_after_chunks`
+(raise after that many chunks, as a crashing model would); each delay is at most 60 s.
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ import json
 import re
 import secrets
 import time
+from collections.abc import Iterator
 from typing import Any
 
-from agents.backends.base import AgentCall, AgentChoice, AgentReply
+from agents.backends.base import AgentCall, ChoiceDelta, StreamItem, UsageReport
 from agents.schema_examples import example_for_schema
 from agents.tokens import approx_prompt_tokens, approx_tokens, message_text
 
@@ -30,31 +35,73 @@ _EARLIER_SHOWN = 5
 _MAX_DELAY_SECONDS = 60
 
 
+class EchoFailure(RuntimeError):
+    """The failure that `fail_after_chunks` simulates."""
+
+
 class EchoBackend:
-    def reply(self, call: AgentCall) -> AgentReply:
-        delay = call.backend_config.get("delay_seconds") or 0
-        if delay:
-            time.sleep(min(float(delay), _MAX_DELAY_SECONDS))
+    def stream(self, call: AgentCall) -> Iterator[StreamItem]:
+        config = call.backend_config
+        _sleep(config.get("delay_seconds"))
         params = call.params
-        tool = _tool_to_call(call.messages, params.get("tools") or [], params.get("tool_choice"))
-        if tool is not None:
-            choice = _tool_call_choice(tool, _last_user_text(call.messages))
-            completion = approx_tokens(json.dumps(choice.message["tool_calls"]))
-        else:
-            content, finish_reason = _limit(_text_answer(call.messages, params), params)
-            logprobs = _logprobs(content, params) if params.get("logprobs") else None
-            choice = AgentChoice(
-                message={"role": "assistant", "content": content},
-                finish_reason=finish_reason,
-                logprobs=logprobs,
-            )
-            completion = approx_tokens(content)
         n = params.get("n") or 1
-        return AgentReply(
-            choices=[choice] * n,
+        deltas, completion_tokens = _answer(call.messages, params)
+        pause_after = config.get("pause_after_chunks")
+        fail_after = config.get("fail_after_chunks")
+        count = 0
+        for index in range(n):
+            for delta in deltas:
+                if fail_after is not None and count >= fail_after:
+                    raise EchoFailure(f"echo agent failed after {count} chunks, as configured")
+                yield ChoiceDelta(
+                    index=index, delta=delta.delta, finish_reason=delta.finish_reason, logprobs=delta.logprobs
+                )
+                count += 1
+                _sleep(
+                    config.get("pause_seconds") if count == pause_after else config.get("chunk_delay_seconds")
+                )
+        yield UsageReport(
             prompt_tokens=approx_prompt_tokens(call.messages, params.get("tools")),
-            completion_tokens=completion * n,
+            completion_tokens=completion_tokens * n,
         )
+
+
+def _sleep(seconds: float | None) -> None:
+    if seconds:
+        time.sleep(min(float(seconds), _MAX_DELAY_SECONDS))
+
+
+def _answer(messages: list[dict], params: dict) -> tuple[list[ChoiceDelta], int]:
+    """The deltas of one choice, and its completion tokens."""
+    tool = _tool_to_call(messages, params.get("tools") or [], params.get("tool_choice"))
+    if tool is not None:
+        call = _tool_call(tool, _last_user_text(messages))
+        arguments = call["function"]["arguments"]
+        pieces = [arguments[i : i + 8] for i in range(0, len(arguments), 8)] or [""]
+        head = {
+            "index": 0,
+            "id": call["id"],
+            "type": "function",
+            "function": {"name": call["function"]["name"], "arguments": ""},
+        }
+        deltas = [ChoiceDelta(index=0, delta={"role": "assistant", "content": None, "tool_calls": [head]})]
+        deltas += [
+            ChoiceDelta(index=0, delta={"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+            for piece in pieces
+        ]
+        deltas.append(ChoiceDelta(index=0, delta={}, finish_reason="tool_calls"))
+        return deltas, approx_tokens(json.dumps([call]))
+    content, finish_reason = _limit(_text_answer(messages, params), params)
+    deltas = [ChoiceDelta(index=0, delta={"role": "assistant", "content": ""})]
+    for token in _tokens(content):
+        logprobs = _logprobs(token, params) if params.get("logprobs") else None
+        deltas.append(ChoiceDelta(index=0, delta={"content": token}, logprobs=logprobs))
+    deltas.append(ChoiceDelta(index=0, delta={}, finish_reason=finish_reason))
+    return deltas, approx_tokens(content)
+
+
+def _tokens(content: str) -> list[str]:
+    return re.findall(r"\s*\S+|\s+", content)
 
 
 def _last_user_text(messages: list[dict[str, Any]]) -> str:
@@ -79,18 +126,14 @@ def _tool_to_call(messages: list[dict], tools: list[dict], tool_choice: Any) -> 
     return None
 
 
-def _tool_call_choice(tool: dict, text: str) -> AgentChoice:
+def _tool_call(tool: dict, text: str) -> dict:
     function = tool["function"]
     arguments = example_for_schema(function.get("parameters") or {"type": "object"}, text=text)
-    call = {
+    return {
         "id": f"call_{secrets.token_hex(12)}",
         "type": "function",
         "function": {"name": function["name"], "arguments": json.dumps(arguments)},
     }
-    return AgentChoice(
-        message={"role": "assistant", "content": None, "tool_calls": [call]},
-        finish_reason="tool_calls",
-    )
 
 
 def _text_answer(messages: list[dict], params: dict) -> str:
@@ -143,11 +186,7 @@ def _limit(content: str, params: dict) -> tuple[str, str]:
     return content, "stop"
 
 
-def _logprobs(content: str, params: dict) -> dict:
-    top = params.get("top_logprobs") or 0
-    entries = []
-    for token in re.findall(r"\s*\S+|\s+", content):
-        entry = {"token": token, "logprob": 0.0, "bytes": list(token.encode())}
-        entry["top_logprobs"] = [dict(entry)] if top else []
-        entries.append(entry)
-    return {"content": entries, "refusal": None}
+def _logprobs(token: str, params: dict) -> dict:
+    entry = {"token": token, "logprob": 0.0, "bytes": list(token.encode())}
+    entry["top_logprobs"] = [dict(entry)] if params.get("top_logprobs") else []
+    return {"content": [entry], "refusal": None}

@@ -99,7 +99,9 @@ if REDIS_URL:
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}
+    }
 
 PARLEY_EXECUTOR = env_str("PARLEY_EXECUTOR", "inline")
 if PARLEY_EXECUTOR not in {"inline", "celery"}:
@@ -121,11 +123,17 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # --- Parley behaviour ------------------------------------------------------------------------
 # How long a chat completion request waits for its turn before answering 504 (the turn goes on).
 PARLEY_TURN_WAIT_SECONDS = env_float("PARLEY_TURN_WAIT_SECONDS", 300.0)
-# How long a claimed turn stays claimed before another worker may take it over.
-PARLEY_TURN_LEASE_SECONDS = env_int("PARLEY_TURN_LEASE_SECONDS", 900)
+# How long a claimed turn stays claimed without renewal (its runner renews it every third of
+# that) before another worker may take it over and listeners call the worker lost.
+PARLEY_TURN_LEASE_SECONDS = env_int("PARLEY_TURN_LEASE_SECONDS", 60)
 PARLEY_TURN_MAX_ATTEMPTS = env_int("PARLEY_TURN_MAX_ATTEMPTS", 3)
 # A request identical to the session's last one within this window is treated as a retry of it.
 PARLEY_RETRY_WINDOW_SECONDS = env_int("PARLEY_RETRY_WINDOW_SECONDS", 10)
+# An event stream that hears nothing from its turn for this long ends with a turn_timeout error
+# (the turn goes on; GET /v1/turns/{id}/events follows it again).
+PARLEY_STREAM_IDLE_SECONDS = env_float("PARLEY_STREAM_IDLE_SECONDS", 300.0)
+# An idle event stream gets a comment line this often, so that proxies keep it open.
+PARLEY_SSE_KEEPALIVE_SECONDS = env_float("PARLEY_SSE_KEEPALIVE_SECONDS", 15.0)
 # Threads of the in-process executor (embedded mode).
 PARLEY_INLINE_WORKERS = env_int("PARLEY_INLINE_WORKERS", 16)
 PARLEY_MAX_BODY_BYTES = env_int("PARLEY_MAX_BODY_BYTES", 4 * 1024 * 1024)

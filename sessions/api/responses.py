@@ -5,12 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sessions.models import Message, Session, Turn
-
-SYSTEM_FINGERPRINT = "fp_parley_0_1"
-
-
-def completion_id(turn: Turn) -> str:
-    return "chatcmpl-" + turn.id.removeprefix("turn_")
+from sessions.streaming import SYSTEM_FINGERPRINT, completion_id
 
 
 def chat_completion(turn: Turn) -> dict[str, Any]:
@@ -58,6 +53,24 @@ def _choice(choice: dict[str, Any], legacy: bool) -> dict[str, Any]:
         "message": message,
         "logprobs": choice.get("logprobs"),
         "finish_reason": finish_reason,
+    }
+
+
+def turn_payload(turn: Turn) -> dict[str, Any]:
+    def stamp(moment: Any) -> int | None:
+        return int(moment.timestamp()) if moment else None
+
+    return {
+        "id": turn.id,
+        "object": "turn",
+        "session_id": turn.session.external_id if turn.session_id else None,
+        "model": turn.model,
+        "status": turn.status,
+        "created": stamp(turn.queued_at),
+        "started_at": stamp(turn.started_at),
+        "finished_at": stamp(turn.finished_at),
+        "usage": turn.usage,
+        "error": (turn.error or {}).get("error"),
     }
 
 

@@ -3,52 +3,118 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from accounts.authentication import authenticate_bearer
+from accounts.authentication import Principal, authenticate_bearer
 from config.errors import (
     ApiError,
     GatewayTimeout,
     InvalidJson,
     InvalidRequest,
     MethodNotAllowed,
+    NotFound,
     body_too_large,
     error_response,
 )
-from sessions.api.responses import chat_completion, session_payload
+from sessions.api.responses import chat_completion, session_payload, turn_payload
 from sessions.api.serializers import parse_chat_request
+from sessions.api.sse import sse_stream
 from sessions.events import wait_for_turn
 from sessions.models import Session, Turn
-from sessions.selectors import session_get, session_list, session_transcript
+from sessions.selectors import session_get, session_list, session_transcript, turn_get
 from sessions.services import session_delete, session_not_found
-from sessions.turns import turn_error, turn_submit
+from sessions.turns import turn_cancel, turn_error, turn_submit
 
 
 @csrf_exempt
 async def chat_completions(request: HttpRequest) -> HttpResponse:
-    """POST /v1/chat/completions (and its aliases). Async, so that waiting for a turn holds no
-    thread; the turn itself runs on the executor."""
+    """POST /v1/chat/completions (and its aliases). Async, so that waiting for or streaming a
+    turn holds no thread; the turn itself runs on the executor."""
+    _require_post(request)
+    principal = await sync_to_async(authenticate_bearer)(request)
+    return await _answer_chat(request, principal, _json_body(request), stream_by_default=False)
+
+
+# A channel ends in a language code: web-en-US, sms-es-MX, voice-de.
+NLX_CHANNEL = re.compile(r"^[A-Za-z0-9_.]+(?:-[A-Za-z0-9_.]+)*?-[a-z]{2,3}(?:-[A-Z]{2}|-[0-9]{3})?$")
+
+
+@csrf_exempt
+async def nlx_chat_completions(request: HttpRequest, deployment: str, channel: str) -> HttpResponse:
+    """POST /{deployment}/{channel}/chat/completions, NLX-style: the deployment names the agent,
+    `model: "nlx:{conversationId}"` the session (plain "nlx" starts one), streaming by default."""
+    _require_post(request)
+    principal = await sync_to_async(authenticate_bearer)(request)
+    if not NLX_CHANNEL.match(channel):
+        raise InvalidRequest(
+            f"The channel '{channel}' must end in a language code, as in 'web-en-US'.", param="channel"
+        )
+    payload = _json_body(request)
+    if isinstance(payload, dict):
+        model = payload.get("model", "nlx")
+        if model != "nlx" and not (isinstance(model, str) and model.startswith("nlx:")):
+            raise InvalidRequest("On this route 'model' is 'nlx' or 'nlx:{conversationId}'.", param="model")
+        conversation = model.removeprefix("nlx").removeprefix(":")
+        payload = {**payload, "model": f"{deployment}:{conversation}" if conversation else deployment}
+    return await _answer_chat(request, principal, payload, stream_by_default=True)
+
+
+def _require_post(request: HttpRequest) -> None:
     if request.method != "POST":
         raise MethodNotAllowed(
             f"Method {request.method} is not allowed; use POST.", headers={"Allow": "POST"}
         )
-    principal = await sync_to_async(authenticate_bearer)(request)
-    chat = parse_chat_request(_json_body(request))
+
+
+async def _answer_chat(
+    request: HttpRequest, principal: Principal, payload: Any, *, stream_by_default: bool
+) -> HttpResponse:
+    chat = parse_chat_request(payload)
     turn = await sync_to_async(turn_submit)(
         organization=principal.organization,
         api_key=principal.api_key,
-        request=chat,
+        request=chat.turn,
         idempotency_key=_idempotency_key(request),
         client_retry=request.headers.get("X-Stainless-Retry-Count", "0") not in ("", "0"),
     )
+    stream = chat.stream if chat.stream is not None else stream_by_default
+    if stream or _prefers_event_stream(request):
+        response = _event_stream_response(turn.id, after_seq=0, include_usage=chat.include_usage)
+    else:
+        response = await _completion_response(turn)
+    response["X-Turn-Id"] = turn.id
+    if turn.session_id:
+        response["X-Session-Id"] = await _session_external_id(turn)
+    return response
+
+
+def _prefers_event_stream(request: HttpRequest) -> bool:
+    # Some platforms' clients ask for a stream with the Accept header alone.
+    if "text/event-stream" not in request.headers.get("Accept", ""):
+        return False
+    return request.get_preferred_type(["application/json", "text/event-stream"]) == "text/event-stream"
+
+
+def _event_stream_response(turn_id: str, *, after_seq: int, include_usage: bool) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(
+        sse_stream(turn_id, after_seq=after_seq, include_usage=include_usage),
+        content_type="text/event-stream; charset=utf-8",
+    )
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx: pass events through as they come
+    return response
+
+
+async def _completion_response(turn: Turn) -> HttpResponse:
     finished = await wait_for_turn(
         turn.id,
         is_finished=lambda: Turn.objects.filter(pk=turn.id, status__in=Turn.FINISHED).aexists(),
@@ -56,15 +122,14 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     )
     turn = await Turn.objects.select_related("session").aget(pk=turn.pk)
     if not finished:
-        response = error_response(_still_running(turn))
-    elif turn.status == Turn.Status.FAILED:
-        response = error_response(turn_error(turn))
-    else:
-        response = JsonResponse(chat_completion(turn))
-    response["X-Turn-Id"] = turn.id
-    if turn.session_id:
-        response["X-Session-Id"] = turn.session.external_id
-    return response
+        return error_response(_still_running(turn))
+    if turn.status != Turn.Status.COMPLETED:
+        return error_response(turn_error(turn))
+    return JsonResponse(chat_completion(turn))
+
+
+async def _session_external_id(turn: Turn) -> str:
+    return await Session.objects.filter(pk=turn.session_id).values_list("external_id", flat=True).aget()
 
 
 def _json_body(request: HttpRequest) -> Any:
@@ -153,3 +218,41 @@ class SessionDetailView(APIView):
         session = self._session(request, session_id)
         session_delete(session=session)
         return JsonResponse({"id": session_id, "object": "session.deleted", "deleted": True})
+
+
+def _turn_or_404(organization, turn_id: str) -> Turn:
+    turn = turn_get(organization=organization, turn_id=turn_id)
+    if turn is None:
+        raise NotFound(f"No turn found with id '{turn_id}'.", param="turn_id", code="turn_not_found")
+    return turn
+
+
+class TurnDetailView(APIView):
+    """GET /v1/turns/{id}: where a turn stands (after a 504, for instance)."""
+
+    def get(self, request: Request, turn_id: str) -> JsonResponse:
+        return JsonResponse(turn_payload(_turn_or_404(request.user.organization, turn_id)))
+
+
+class TurnCancelView(APIView):
+    """POST /v1/turns/{id}/cancel."""
+
+    def post(self, request: Request, turn_id: str) -> JsonResponse:
+        turn = turn_cancel(turn=_turn_or_404(request.user.organization, turn_id))
+        return JsonResponse(turn_payload(turn))
+
+
+async def turn_events(request: HttpRequest, turn_id: str) -> HttpResponse:
+    """GET /v1/turns/{id}/events: the turn's stream, replayed after `Last-Event-ID` (or from the
+    start), then followed live. `?include_usage=true` adds the usage chunk."""
+    if request.method != "GET":
+        raise MethodNotAllowed(f"Method {request.method} is not allowed; use GET.", headers={"Allow": "GET"})
+    principal = await sync_to_async(authenticate_bearer)(request)
+    turn = await sync_to_async(_turn_or_404)(principal.organization, turn_id)
+    last_event_id = request.headers.get("Last-Event-ID", "0").strip() or "0"
+    if not last_event_id.isdigit():
+        raise InvalidRequest("Last-Event-ID must be the id of an event of this turn.", param="Last-Event-ID")
+    include_usage = request.GET.get("include_usage", "false").lower() == "true"
+    response = _event_stream_response(turn.id, after_seq=int(last_event_id), include_usage=include_usage)
+    response["X-Turn-Id"] = turn.id
+    return response

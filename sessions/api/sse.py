@@ -1,0 +1,115 @@
+"""Server-Sent Events for a turn: replay what is stored after a position, then follow it live
+until its terminal event. The stored batches are the record; the channel layer only brings
+events sooner. A stream always ends: with [DONE], or an error event (agent error, cancel,
+worker lost, nothing heard for too long)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from config.errors import ApiError, GatewayTimeout, ServerError
+from sessions.events import DONE, ERROR, RECHECK_SECONDS, TERMINAL_KINDS, USAGE, TurnInbox
+from sessions.models import Turn, TurnEventBatch
+
+# A running turn whose lease expired this long ago has lost its worker.
+LEASE_GRACE_SECONDS = 5
+
+
+def sse_event(event: dict[str, Any]) -> str:
+    data = "[DONE]" if event["kind"] == DONE else json.dumps(event["data"], separators=(",", ":"))
+    return f"id: {event['seq']}\ndata: {data}\n\n"
+
+
+async def sse_stream(turn_id: str, *, after_seq: int, include_usage: bool) -> AsyncIterator[str]:
+    """The turn's events as SSE text, with a comment line at least every keep-alive interval."""
+    loop = asyncio.get_running_loop()
+    last_write = loop.time()
+    async for event in follow_turn(turn_id, after_seq=after_seq):
+        if event is None:
+            if loop.time() - last_write >= settings.PARLEY_SSE_KEEPALIVE_SECONDS:
+                last_write = loop.time()
+                yield ": keep-alive\n\n"
+            continue
+        if event["kind"] == USAGE and not include_usage:
+            continue
+        last_write = loop.time()
+        yield sse_event(event)
+
+
+async def follow_turn(turn_id: str, *, after_seq: int) -> AsyncIterator[dict[str, Any] | None]:
+    """Events with seq > after_seq in order, each once, up to the terminal one; None whenever
+    nothing new came for a moment (so the caller can send keep-alives)."""
+    loop = asyncio.get_running_loop()
+    next_seq = after_seq + 1
+    heard_at = loop.time()
+    async with TurnInbox(turn_id) as inbox:
+        while True:
+            for event in await _stored_events(turn_id, next_seq):
+                yield event
+                next_seq, heard_at = event["seq"] + 1, loop.time()
+                if event["kind"] in TERMINAL_KINDS:
+                    return
+            if loop.time() - heard_at >= settings.PARLEY_STREAM_IDLE_SECONDS:
+                yield _synthetic_error(next_seq, _silent_too_long(turn_id))
+                return
+            ended = await _ended_without_terminal_event(turn_id)
+            if ended is not None:
+                yield _synthetic_error(next_seq, ended)
+                return
+            # Live: take events from the layer while they follow on without a gap.
+            while True:
+                message = await inbox.receive(RECHECK_SECONDS)
+                if message is None:
+                    yield None
+                    break
+                fresh = [event for event in message["events"] if event["seq"] >= next_seq]
+                if not fresh:
+                    continue
+                if fresh[0]["seq"] != next_seq:
+                    break  # a message was lost: read the store
+                for event in fresh:
+                    yield event
+                    next_seq, heard_at = event["seq"] + 1, loop.time()
+                    if event["kind"] in TERMINAL_KINDS:
+                        return
+
+
+async def _stored_events(turn_id: str, from_seq: int) -> list[dict[str, Any]]:
+    batches = TurnEventBatch.objects.filter(turn_id=turn_id, last_seq__gte=from_seq).order_by("first_seq")
+    return [event async for batch in batches for event in batch.events if event["seq"] >= from_seq]
+
+
+async def _ended_without_terminal_event(turn_id: str) -> ApiError | None:
+    """Why the turn can't produce its terminal event any more, or None while it still can."""
+    turn = await Turn.objects.filter(pk=turn_id).only("status", "lease_expires_at", "finished_at").afirst()
+    if turn is None:
+        return ServerError("The turn was deleted while it was streaming.", code="turn_deleted")
+    lease_lost = (
+        turn.lease_expires_at is not None
+        and (timezone.now() - turn.lease_expires_at).total_seconds() > LEASE_GRACE_SECONDS
+    )
+    if (
+        turn.status in (Turn.Status.RUNNING, Turn.Status.CANCELLED)
+        and turn.finished_at is None
+        and lease_lost
+    ):
+        return ServerError("The worker running this turn was lost.", code="worker_lost")
+    return None
+
+
+def _silent_too_long(turn_id: str) -> ApiError:
+    return GatewayTimeout(
+        f"Turn {turn_id} sent nothing for {settings.PARLEY_STREAM_IDLE_SECONDS:g} s. It may still be "
+        f"running: follow it again with GET /v1/turns/{turn_id}/events.",
+        code="turn_timeout",
+    )
+
+
+def _synthetic_error(seq: int, error: ApiError) -> dict[str, Any]:
+    return {"seq": seq, "kind": ERROR, "data": error.payload()}

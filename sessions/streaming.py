@@ -1,0 +1,222 @@
+"""A turn's stream. What the agent yields becomes OpenAI `chat.completion.chunk`s, numbered
+events that are stored in coalesced batches (the record a reconnecting client replays) and
+published through the channel layer (only a wake-up for live listeners)."""
+
+from __future__ import annotations
+
+import contextvars
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from agents.backends.base import ChoiceDelta, StreamItem, UsageReport
+from sessions.events import publish_turn_events
+from sessions.models import Turn, TurnEventBatch
+
+SYSTEM_FINGERPRINT = "fp_parley_0_1"
+# A batch is written at the latest this long after its first event, or when it is this big.
+FLUSH_SECONDS = 0.05
+BATCH_MAX_EVENTS = 256
+
+
+def completion_id(turn: Turn) -> str:
+    return "chatcmpl-" + turn.id.removeprefix("turn_")
+
+
+def chunk_base(turn: Turn, session_external_id: str | None) -> dict[str, Any]:
+    """What every chunk of a turn shares."""
+    return {
+        "id": completion_id(turn),
+        "object": "chat.completion.chunk",
+        "created": int(turn.queued_at.timestamp()),
+        "model": turn.model,
+        "system_fingerprint": SYSTEM_FINGERPRINT,
+        "session_id": session_external_id,
+        "turn_id": turn.id,
+    }
+
+
+def delta_chunk(base: dict[str, Any], item: ChoiceDelta, *, legacy_functions: bool) -> dict[str, Any]:
+    delta, finish_reason = item.delta, item.finish_reason
+    if legacy_functions:  # clients of the deprecated `functions` get `function_call` deltas
+        delta = dict(delta)
+        calls = delta.pop("tool_calls", None)
+        if calls:
+            delta["function_call"] = {k: v for k, v in calls[0].get("function", {}).items() if v is not None}
+        if finish_reason == "tool_calls":
+            finish_reason = "function_call"
+    choice = {"index": item.index, "delta": delta, "logprobs": item.logprobs, "finish_reason": finish_reason}
+    return {**base, "choices": [choice]}
+
+
+def usage_payload(usage: UsageReport | None) -> dict[str, Any]:
+    prompt = usage.prompt_tokens if usage else 0
+    completion = usage.completion_tokens if usage else 0
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def usage_chunk(base: dict[str, Any], usage: dict[str, Any]) -> dict[str, Any]:
+    return {**base, "choices": [], "usage": usage}
+
+
+class ReplyAccumulator:
+    """Builds the complete answer (every choice's message) from the stream's deltas, the way the
+    OpenAI SDK assembles a stream: strings concatenated, tool calls joined by their index."""
+
+    def __init__(self) -> None:
+        self._choices: dict[int, dict[str, Any]] = {}
+        self.usage: UsageReport | None = None
+        self.started_output = False
+
+    def add(self, item: StreamItem) -> None:
+        if isinstance(item, UsageReport):
+            self.usage = item
+            return
+        choice = self._choices.setdefault(
+            item.index,
+            {"content": None, "refusal": None, "calls": {}, "finish_reason": None, "logprobs": None},
+        )
+        delta = item.delta
+        for key in ("content", "refusal"):
+            if delta.get(key):
+                choice[key] = (choice[key] or "") + delta[key]
+                self.started_output = True
+            elif delta.get(key) == "" and choice[key] is None:
+                choice[key] = ""
+        for fragment in delta.get("tool_calls") or []:
+            self.started_output = True
+            call = choice["calls"].setdefault(
+                fragment.get("index", 0),
+                {"id": "", "type": "function", "function": {"name": "", "arguments": ""}},
+            )
+            call["id"] += fragment.get("id") or ""
+            function = fragment.get("function") or {}
+            call["function"]["name"] += function.get("name") or ""
+            call["function"]["arguments"] += function.get("arguments") or ""
+        if item.logprobs:
+            if choice["logprobs"] is None:
+                choice["logprobs"] = {"content": [], "refusal": None}
+            choice["logprobs"]["content"] += item.logprobs.get("content") or []
+        if item.finish_reason:
+            choice["finish_reason"] = item.finish_reason
+
+    def choices(self, *, complete_calls_only: bool = False) -> list[dict[str, Any]]:
+        result = []
+        for index in sorted(self._choices):
+            choice = self._choices[index]
+            message: dict[str, Any] = {"role": "assistant", "content": choice["content"]}
+            if choice["refusal"]:
+                message["refusal"] = choice["refusal"]
+            if choice["calls"] and not complete_calls_only:
+                message["tool_calls"] = [choice["calls"][key] for key in sorted(choice["calls"])]
+            result.append(
+                {
+                    "index": index,
+                    "message": message,
+                    "finish_reason": choice["finish_reason"] or "stop",
+                    "logprobs": choice["logprobs"],
+                }
+            )
+        return result
+
+
+class EventWriter:
+    """Numbers a turn's events and writes them in batches: mid-stream through `flush_if_due`,
+    and the last batch inside the transaction that finishes the turn (`take_pending`), so that
+    a finished turn always has its terminal event stored."""
+
+    def __init__(self, turn: Turn) -> None:
+        self.turn_id = turn.id
+        # A turn taken over after its lease expired numbers on after what was already stored.
+        self.seq = next_event_seq(turn.id) - 1
+        self._pending: list[dict[str, Any]] = []
+        self._first_pending_at = 0.0
+
+    def add(self, kind: str, data: dict[str, Any] | None = None) -> None:
+        self.seq += 1
+        if not self._pending:
+            self._first_pending_at = time.monotonic()
+        self._pending.append({"seq": self.seq, "kind": kind, "data": data})
+
+    def flush_if_due(self) -> None:
+        if self._pending and (
+            len(self._pending) >= BATCH_MAX_EVENTS
+            or time.monotonic() - self._first_pending_at >= FLUSH_SECONDS
+        ):
+            events = self.take_pending()
+            store_events(self.turn_id, events)
+            publish_turn_events(self.turn_id, events)
+
+    def take_pending(self) -> list[dict[str, Any]]:
+        events, self._pending = self._pending, []
+        return events
+
+
+def store_events(turn_id: str, events: list[dict[str, Any]]) -> None:
+    if events:
+        TurnEventBatch.objects.create(
+            turn_id=turn_id, first_seq=events[0]["seq"], last_seq=events[-1]["seq"], events=events
+        )
+
+
+def next_event_seq(turn_id: str) -> int:
+    last = (
+        TurnEventBatch.objects.filter(turn_id=turn_id)
+        .order_by("-last_seq")
+        .values_list("last_seq", flat=True)
+    )
+    return (last.first() or 0) + 1
+
+
+class _Failure:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+_END = object()
+
+
+def pump(
+    items: Iterator[StreamItem], *, tick_seconds: float, stop: threading.Event
+) -> Iterator[StreamItem | None]:
+    """Iterate a backend's stream on a thread of its own, yielding None every `tick_seconds`
+    when it has nothing new, so that the runner can flush, renew its lease and notice a
+    cancellation while the agent is silent."""
+    inbox: queue.Queue = queue.Queue(maxsize=BATCH_MAX_EVENTS * 4)
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                inbox.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(_END)
+        except BaseException as exc:  # handed to the runner, which records it
+            put(_Failure(exc))
+
+    context = contextvars.copy_context()
+    threading.Thread(target=context.run, args=(produce,), daemon=True, name="parley-agent").start()
+    try:
+        while True:
+            try:
+                item = inbox.get(timeout=tick_seconds)
+            except queue.Empty:
+                yield None
+                continue
+            if item is _END:
+                return
+            if isinstance(item, _Failure):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
