@@ -20,6 +20,7 @@ BIN = Path(sys.executable).parent
 # Long enough for 20 queued turns under CI load; short enough to test the 504 path quickly.
 TURN_WAIT_SECONDS = 6
 RETRY_WINDOW_SECONDS = 2
+KEEPALIVE_SECONDS = 2
 
 
 @dataclass
@@ -57,6 +58,8 @@ def stack_env(mode: str, db_url: str, run_id: str, log_dir: Path) -> dict[str, s
         DATABASE_URL=db_url,
         PARLEY_TURN_WAIT_SECONDS=str(TURN_WAIT_SECONDS),
         PARLEY_RETRY_WINDOW_SECONDS=str(RETRY_WINDOW_SECONDS),
+        PARLEY_SSE_KEEPALIVE_SECONDS=str(KEEPALIVE_SECONDS),
+        PARLEY_STREAM_IDLE_SECONDS="30",
         PYTHONPATH=str(ROOT),
         PYTHONUNBUFFERED="1",
     )

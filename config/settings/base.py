@@ -69,8 +69,13 @@ TEMPLATES = [
 
 # --- database -------------------------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'var' / 'parley.sqlite3'}")
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0))}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DB_POOL", True):
+    # psycopg's pool: connections are reused across requests and their number stays bounded.
+    DATABASES["default"]["OPTIONS"] = {
+        "pool": {"min_size": env_int("DB_POOL_MIN", 1), "max_size": env_int("DB_POOL_MAX", 20), "timeout": 30}
+    }
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL and IMMEDIATE transactions let the web threads and the in-process executor write
     # concurrently without "database is locked" errors; writers queue on the busy timeout.
     DATABASES["default"]["OPTIONS"] = {
@@ -134,6 +139,8 @@ PARLEY_RETRY_WINDOW_SECONDS = env_int("PARLEY_RETRY_WINDOW_SECONDS", 10)
 PARLEY_STREAM_IDLE_SECONDS = env_float("PARLEY_STREAM_IDLE_SECONDS", 300.0)
 # An idle event stream gets a comment line this often, so that proxies keep it open.
 PARLEY_SSE_KEEPALIVE_SECONDS = env_float("PARLEY_SSE_KEEPALIVE_SECONDS", 15.0)
+# Threads through which async views reach the database (see config/db.py).
+PARLEY_DB_THREADS = env_int("PARLEY_DB_THREADS", 8)
 # Threads of the in-process executor (embedded mode).
 PARLEY_INLINE_WORKERS = env_int("PARLEY_INLINE_WORKERS", 16)
 PARLEY_MAX_BODY_BYTES = env_int("PARLEY_MAX_BODY_BYTES", 4 * 1024 * 1024)

@@ -30,4 +30,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 else:
     DATABASES["default"]["TEST"] = {"NAME": f"parley_test_{RUN_ID}"}
+# The pytest process itself needs no connection pool (the live servers it starts have theirs).
+DATABASES["default"].get("OPTIONS", {}).pop("pool", None)
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
 
+from config.db import db_call
 from config.errors import ApiError, GatewayTimeout, ServerError
 from sessions.events import DONE, ERROR, RECHECK_SECONDS, TERMINAL_KINDS, USAGE, TurnInbox
 from sessions.models import Turn, TurnEventBatch
+
+logger = logging.getLogger(__name__)
 
 # A running turn whose lease expired this long ago has lost its worker.
 LEASE_GRACE_SECONDS = 5
@@ -30,16 +34,24 @@ async def sse_stream(turn_id: str, *, after_seq: int, include_usage: bool) -> As
     """The turn's events as SSE text, with a comment line at least every keep-alive interval."""
     loop = asyncio.get_running_loop()
     last_write = loop.time()
-    async for event in follow_turn(turn_id, after_seq=after_seq):
-        if event is None:
-            if loop.time() - last_write >= settings.PARLEY_SSE_KEEPALIVE_SECONDS:
-                last_write = loop.time()
-                yield ": keep-alive\n\n"
-            continue
-        if event["kind"] == USAGE and not include_usage:
-            continue
-        last_write = loop.time()
-        yield sse_event(event)
+    next_seq = after_seq + 1
+    try:
+        async for event in follow_turn(turn_id, after_seq=after_seq):
+            if event is None:
+                if loop.time() - last_write >= settings.PARLEY_SSE_KEEPALIVE_SECONDS:
+                    last_write = loop.time()
+                    yield ": keep-alive\n\n"
+                continue
+            next_seq = event["seq"] + 1
+            if event["kind"] == USAGE and not include_usage:
+                continue
+            last_write = loop.time()
+            yield sse_event(event)
+    except Exception:
+        # The stream has started, so the status line is sent: end it with the envelope.
+        logger.exception("Streaming turn %s failed", turn_id)
+        error = ServerError("The server had an error while streaming this turn.", code="stream_error")
+        yield sse_event(_synthetic_error(next_seq, error))
 
 
 async def follow_turn(turn_id: str, *, after_seq: int) -> AsyncIterator[dict[str, Any] | None]:
@@ -50,7 +62,7 @@ async def follow_turn(turn_id: str, *, after_seq: int) -> AsyncIterator[dict[str
     heard_at = loop.time()
     async with TurnInbox(turn_id) as inbox:
         while True:
-            for event in await _stored_events(turn_id, next_seq):
+            for event in await db_call(_stored_events, turn_id, next_seq):
                 yield event
                 next_seq, heard_at = event["seq"] + 1, loop.time()
                 if event["kind"] in TERMINAL_KINDS:
@@ -58,7 +70,7 @@ async def follow_turn(turn_id: str, *, after_seq: int) -> AsyncIterator[dict[str
             if loop.time() - heard_at >= settings.PARLEY_STREAM_IDLE_SECONDS:
                 yield _synthetic_error(next_seq, _silent_too_long(turn_id))
                 return
-            ended = await _ended_without_terminal_event(turn_id)
+            ended = await db_call(_ended_without_terminal_event, turn_id)
             if ended is not None:
                 yield _synthetic_error(next_seq, ended)
                 return
@@ -80,14 +92,14 @@ async def follow_turn(turn_id: str, *, after_seq: int) -> AsyncIterator[dict[str
                         return
 
 
-async def _stored_events(turn_id: str, from_seq: int) -> list[dict[str, Any]]:
+def _stored_events(turn_id: str, from_seq: int) -> list[dict[str, Any]]:
     batches = TurnEventBatch.objects.filter(turn_id=turn_id, last_seq__gte=from_seq).order_by("first_seq")
-    return [event async for batch in batches for event in batch.events if event["seq"] >= from_seq]
+    return [event for batch in batches for event in batch.events if event["seq"] >= from_seq]
 
 
-async def _ended_without_terminal_event(turn_id: str) -> ApiError | None:
+def _ended_without_terminal_event(turn_id: str) -> ApiError | None:
     """Why the turn can't produce its terminal event any more, or None while it still can."""
-    turn = await Turn.objects.filter(pk=turn_id).only("status", "lease_expires_at", "finished_at").afirst()
+    turn = Turn.objects.filter(pk=turn_id).only("status", "lease_expires_at", "finished_at").first()
     if turn is None:
         return ServerError("The turn was deleted while it was streaming.", code="turn_deleted")
     lease_lost = (

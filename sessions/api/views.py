@@ -6,7 +6,6 @@ import json
 import re
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
@@ -15,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from accounts.authentication import Principal, authenticate_bearer
+from config.db import db_call
 from config.errors import (
     ApiError,
     GatewayTimeout,
@@ -40,12 +40,13 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     """POST /v1/chat/completions (and its aliases). Async, so that waiting for or streaming a
     turn holds no thread; the turn itself runs on the executor."""
     _require_post(request)
-    principal = await sync_to_async(authenticate_bearer)(request)
+    principal = await db_call(authenticate_bearer, request)
     return await _answer_chat(request, principal, _json_body(request), stream_by_default=False)
 
 
-# A channel ends in a language code: web-en-US, sms-es-MX, voice-de.
-NLX_CHANNEL = re.compile(r"^[A-Za-z0-9_.]+(?:-[A-Za-z0-9_.]+)*?-[a-z]{2,3}(?:-[A-Z]{2}|-[0-9]{3})?$")
+# A channel ends in an ISO 639-1 language code, with an optional region: web-en-US, sms-es-MX,
+# voice-de. (Three-letter codes are not accepted: "en-US-web" would pass as language "web".)
+NLX_CHANNEL = re.compile(r"^[A-Za-z0-9_.]+(?:-[A-Za-z0-9_.]+)*?-[a-z]{2}(?:-[A-Z]{2}|-[0-9]{3})?$")
 
 
 @csrf_exempt
@@ -53,7 +54,7 @@ async def nlx_chat_completions(request: HttpRequest, deployment: str, channel: s
     """POST /{deployment}/{channel}/chat/completions, NLX-style: the deployment names the agent,
     `model: "nlx:{conversationId}"` the session (plain "nlx" starts one), streaming by default."""
     _require_post(request)
-    principal = await sync_to_async(authenticate_bearer)(request)
+    principal = await db_call(authenticate_bearer, request)
     if not NLX_CHANNEL.match(channel):
         raise InvalidRequest(
             f"The channel '{channel}' must end in a language code, as in 'web-en-US'.", param="channel"
@@ -79,7 +80,8 @@ async def _answer_chat(
     request: HttpRequest, principal: Principal, payload: Any, *, stream_by_default: bool
 ) -> HttpResponse:
     chat = parse_chat_request(payload)
-    turn = await sync_to_async(turn_submit)(
+    turn = await db_call(
+        turn_submit,
         organization=principal.organization,
         api_key=principal.api_key,
         request=chat.turn,
@@ -93,7 +95,7 @@ async def _answer_chat(
         response = await _completion_response(turn)
     response["X-Turn-Id"] = turn.id
     if turn.session_id:
-        response["X-Session-Id"] = await _session_external_id(turn)
+        response["X-Session-Id"] = await db_call(_session_external_id, turn)
     return response
 
 
@@ -117,10 +119,10 @@ def _event_stream_response(turn_id: str, *, after_seq: int, include_usage: bool)
 async def _completion_response(turn: Turn) -> HttpResponse:
     finished = await wait_for_turn(
         turn.id,
-        is_finished=lambda: Turn.objects.filter(pk=turn.id, status__in=Turn.FINISHED).aexists(),
+        is_finished=lambda: db_call(Turn.objects.filter(pk=turn.id, status__in=Turn.FINISHED).exists),
         timeout=settings.PARLEY_TURN_WAIT_SECONDS,
     )
-    turn = await Turn.objects.select_related("session").aget(pk=turn.pk)
+    turn = await db_call(Turn.objects.select_related("session").get, pk=turn.pk)
     if not finished:
         return error_response(_still_running(turn))
     if turn.status != Turn.Status.COMPLETED:
@@ -128,8 +130,8 @@ async def _completion_response(turn: Turn) -> HttpResponse:
     return JsonResponse(chat_completion(turn))
 
 
-async def _session_external_id(turn: Turn) -> str:
-    return await Session.objects.filter(pk=turn.session_id).values_list("external_id", flat=True).aget()
+def _session_external_id(turn: Turn) -> str:
+    return Session.objects.filter(pk=turn.session_id).values_list("external_id", flat=True).get()
 
 
 def _json_body(request: HttpRequest) -> Any:
@@ -247,8 +249,8 @@ async def turn_events(request: HttpRequest, turn_id: str) -> HttpResponse:
     start), then followed live. `?include_usage=true` adds the usage chunk."""
     if request.method != "GET":
         raise MethodNotAllowed(f"Method {request.method} is not allowed; use GET.", headers={"Allow": "GET"})
-    principal = await sync_to_async(authenticate_bearer)(request)
-    turn = await sync_to_async(_turn_or_404)(principal.organization, turn_id)
+    principal = await db_call(authenticate_bearer, request)
+    turn = await db_call(_turn_or_404, principal.organization, turn_id)
     last_event_id = request.headers.get("Last-Event-ID", "0").strip() or "0"
     if not last_event_id.isdigit():
         raise InvalidRequest("Last-Event-ID must be the id of an event of this turn.", param="Last-Event-ID")
