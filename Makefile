@@ -9,7 +9,7 @@ BIN = $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test test-embedded test-production lint bench
+.PHONY: install run test test-embedded test-production lint
 
 install: $(VENV)/.installed
 

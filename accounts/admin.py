@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 
 from accounts.models import ApiKey, AutomationSettings, Membership, Organization, User
+from accounts.services import organization_create
 
 admin.site.register(User, UserAdmin)
 
@@ -17,6 +18,14 @@ class OrganizationAdmin(admin.ModelAdmin):
     list_display = ["slug", "name", "created"]
     search_fields = ["slug", "name"]
     inlines = [MembershipInline]
+
+    def save_model(self, request, obj: Organization, form, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        # A new tenant starts with its settings and the echo agent, as everywhere else.
+        created = organization_create(slug=obj.slug, name=obj.name)
+        obj.pk, obj.created = created.pk, created.created
 
 
 @admin.register(ApiKey)

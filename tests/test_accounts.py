@@ -97,3 +97,19 @@ def test_seeddemo_creates_the_demo_tenant_admin_and_a_working_key(monkeypatch):
     call_command("seeddemo", "--admin", "demo-admin", stdout=again)
     assert Organization.objects.filter(slug="demo").count() == 1
     assert "password unchanged" in again.getvalue()
+
+
+def test_an_organization_added_in_the_admin_gets_its_defaults(admin_client):
+    response = admin_client.post(
+        "/admin/accounts/organization/add/",
+        {
+            "slug": "from-admin",
+            "name": "From admin",
+            "memberships-TOTAL_FORMS": "0",
+            "memberships-INITIAL_FORMS": "0",
+        },
+    )
+    assert response.status_code == 302, response.content[:500]
+    organization = Organization.objects.get(slug="from-admin")
+    assert organization.automation.auto_create_sessions is True
+    assert Agent.objects.filter(organization=organization, slug="echo").exists()

@@ -45,11 +45,11 @@ class EchoBackend:
         _sleep(config.get("delay_seconds"))
         params = call.params
         n = params.get("n") or 1
-        deltas, completion_tokens = _answer(call.messages, params)
         pause_after = config.get("pause_after_chunks")
         fail_after = config.get("fail_after_chunks")
         count = 0
         for index in range(n):
+            deltas, completion_tokens = _answer(call.messages, params)  # each choice its own call ids
             for delta in deltas:
                 if fail_after is not None and count >= fail_after:
                     raise EchoFailure(f"echo agent failed after {count} chunks, as configured")

@@ -1,15 +1,25 @@
 """The production mode: PostgreSQL, Redis, Celery workers. Refuses to start insecurely."""
 
+import os
+
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import env_bool, env_int
+
+# The production stack runs turns on Celery workers unless told otherwise.
+os.environ.setdefault("PARLEY_EXECUTOR", "celery")
+
 from config.settings.base import *  # noqa: F403
-from config.settings.base import INSECURE_DEFAULT_SECRET_KEY, SECRET_KEY
+from config.settings.base import DATABASES, INSECURE_DEFAULT_SECRET_KEY, REDIS_URL, SECRET_KEY
 
 if DEBUG:  # noqa: F405
     raise ImproperlyConfigured("DEBUG must be off in production.")
 if SECRET_KEY == INSECURE_DEFAULT_SECRET_KEY or len(SECRET_KEY) < 32:
     raise ImproperlyConfigured("Set SECRET_KEY to a random value of at least 32 characters.")
+if "DATABASE_URL" not in os.environ or DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    raise ImproperlyConfigured("Set DATABASE_URL to a PostgreSQL database (postgres://...).")
+if not REDIS_URL:
+    raise ImproperlyConfigured("Set REDIS_URL: the channel layer and the Celery broker need Redis.")
 
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
