@@ -8,6 +8,8 @@ class Agent(models.Model):
 
     class Backend(models.TextChoices):
         ECHO = "echo", "Echo (built in, deterministic)"
+        OPENAI = "openai", "OpenAI-compatible upstream"
+        WEBHOOK = "webhook", "Customer webhook"
 
     organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, related_name="agents")
     slug = models.SlugField(max_length=64)
@@ -16,6 +18,12 @@ class Agent(models.Model):
     backend_config = models.JSONField(default=dict, blank=True)
     system_prompt = models.TextField(blank=True)
     default_params = models.JSONField(default=dict, blank=True)
+    # Server-side tools, run on the worker: [{"type": "calculator"}, {"type": "http", ...}, ...]
+    tools = models.JSONField(default=list, blank=True)
+    max_tool_steps = models.PositiveSmallIntegerField(default=5)
+    # The history window: the most recent messages within both limits (null: no limit).
+    history_max_messages = models.PositiveIntegerField(null=True, blank=True)
+    history_max_tokens = models.PositiveIntegerField(null=True, blank=True)
     enabled = models.BooleanField(default=True)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)

@@ -27,7 +27,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from agents.backends.base import AgentCall, ChoiceDelta, StreamItem, UsageReport
+from rest_framework import serializers
+
+from agents.backends.base import AgentCall, ChoiceDelta, StreamItem, UsageReport, validated_config
 from agents.schema_examples import example_for_schema
 from agents.tokens import approx_prompt_tokens, approx_tokens, message_text
 
@@ -39,7 +41,21 @@ class EchoFailure(RuntimeError):
     """The failure that `fail_after_chunks` simulates."""
 
 
+class EchoConfigSerializer(serializers.Serializer):
+    delay_seconds = serializers.FloatField(required=False, min_value=0, max_value=_MAX_DELAY_SECONDS)
+    chunk_delay_seconds = serializers.FloatField(required=False, min_value=0, max_value=_MAX_DELAY_SECONDS)
+    pause_after_chunks = serializers.IntegerField(required=False, min_value=1)
+    pause_seconds = serializers.FloatField(required=False, min_value=0, max_value=_MAX_DELAY_SECONDS)
+    fail_after_chunks = serializers.IntegerField(required=False, min_value=0)
+
+
 class EchoBackend:
+    def validate_config(self, config: dict, *, previous: dict) -> dict:
+        return validated_config(EchoConfigSerializer, config)
+
+    def public_config(self, config: dict) -> dict:
+        return dict(config)
+
     def stream(self, call: AgentCall) -> Iterator[StreamItem]:
         config = call.backend_config
         _sleep(config.get("delay_seconds"))

@@ -146,6 +146,14 @@ PARLEY_INLINE_WORKERS = env_int("PARLEY_INLINE_WORKERS", 16)
 PARLEY_MAX_BODY_BYTES = env_int("PARLEY_MAX_BODY_BYTES", 4 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = PARLEY_MAX_BODY_BYTES
 
+# Fernet key for secrets in agent configuration; derived from SECRET_KEY when empty.
+PARLEY_SECRETS_KEY = env_str("PARLEY_SECRETS_KEY")
+# Hosts and CIDR ranges that outbound calls (upstreams, webhooks, HTTP tools) may reach even
+# though they are private, loopback or link-local. Empty: only public addresses.
+PARLEY_EGRESS_ALLOW = env_list("PARLEY_EGRESS_ALLOW")
+# Ports outbound calls may use.
+PARLEY_EGRESS_PORTS = [int(port) for port in env_list("PARLEY_EGRESS_PORTS", "80,443")]
+
 # --- HTTP and static files ---------------------------------------------------------------------
 STATIC_URL = "static/"
 STATIC_ROOT = env_str("STATIC_ROOT", str(BASE_DIR / "var" / "static"))
