@@ -16,3 +16,12 @@ def agent_list_enabled(*, organization: Organization) -> QuerySet[Agent]:
 
 def agent_get_enabled(*, organization: Organization, slug: str) -> Agent | None:
     return agent_list_enabled(organization=organization).filter(slug=slug).first()
+
+
+def agent_list(*, organization: Organization) -> QuerySet[Agent]:
+    """Every agent of the organization, enabled or not."""
+    return Agent.objects.filter(organization=organization).order_by("slug")
+
+
+def agent_get(*, organization: Organization, slug: str) -> Agent | None:
+    return agent_list(organization=organization).filter(slug=slug).first()

@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import path
 
+from agents.api.views import AgentDetailView, AgentListView
 from agents.views import ModelDetailView, ModelListView
 from config.health import healthz, readyz
 from sessions.api.views import (
@@ -22,6 +23,8 @@ urlpatterns = [
     path("api/ai/chat/completions", chat_completions),
     path("v1/models", ModelListView.as_view()),
     path("v1/models/<str:slug>", ModelDetailView.as_view()),
+    path("v1/agents", AgentListView.as_view()),
+    path("v1/agents/<str:slug>", AgentDetailView.as_view()),
     path("v1/sessions", SessionListView.as_view()),
     path("v1/sessions/<str:session_id>", SessionDetailView.as_view()),
     path("v1/turns/<str:turn_id>", TurnDetailView.as_view()),

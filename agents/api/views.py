@@ -1,0 +1,65 @@
+"""HTTP for agents: parse, call one service, shape the answer."""
+
+from __future__ import annotations
+
+from django.http import JsonResponse
+from rest_framework.permissions import BasePermission, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from agents.api.responses import agent_payload
+from agents.api.serializers import AgentInputSerializer
+from agents.models import Agent
+from agents.selectors import agent_get, agent_list
+from agents.services import agent_create, agent_delete, agent_not_found, agent_update
+
+
+class CanManageAgents(BasePermission):
+    """Who may read and change the organization's agents: its admins, and keys with every
+    permission. Every key has every permission until roles and scopes arrive (accounts issue);
+    this is where they will be checked."""
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return True
+
+
+class AgentListView(APIView):
+    """GET /v1/agents (enabled and disabled), POST /v1/agents."""
+
+    permission_classes = [IsAuthenticated, CanManageAgents]
+
+    def get(self, request: Request) -> JsonResponse:
+        agents = agent_list(organization=request.user.organization)
+        return JsonResponse({"object": "list", "data": [agent_payload(agent) for agent in agents]})
+
+    def post(self, request: Request) -> JsonResponse:
+        serializer = AgentInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        agent = agent_create(organization=request.user.organization, **serializer.validated_data)
+        return JsonResponse(agent_payload(agent), status=201)
+
+
+class AgentDetailView(APIView):
+    """GET, PATCH (partial update) and DELETE /v1/agents/{slug}."""
+
+    permission_classes = [IsAuthenticated, CanManageAgents]
+
+    def _agent(self, request: Request, slug: str) -> Agent:
+        agent = agent_get(organization=request.user.organization, slug=slug)
+        if agent is None:
+            raise agent_not_found(slug)
+        return agent
+
+    def get(self, request: Request, slug: str) -> JsonResponse:
+        return JsonResponse(agent_payload(self._agent(request, slug)))
+
+    def patch(self, request: Request, slug: str) -> JsonResponse:
+        agent = self._agent(request, slug)
+        serializer = AgentInputSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        agent = agent_update(agent=agent, changes=serializer.validated_data)
+        return JsonResponse(agent_payload(agent))
+
+    def delete(self, request: Request, slug: str) -> JsonResponse:
+        agent_delete(agent=self._agent(request, slug))
+        return JsonResponse({"id": slug, "object": "agent.deleted", "deleted": True})
