@@ -7,12 +7,13 @@ import json
 import math
 from typing import Any
 
+CHARS_PER_TOKEN = 4
 TOKENS_PER_MESSAGE = 4
 TOKENS_PER_REPLY = 3
 
 
 def approx_tokens(text: str) -> int:
-    return math.ceil(len(text) / 4)
+    return math.ceil(len(text) / CHARS_PER_TOKEN)
 
 
 def message_text(content: Any) -> str:

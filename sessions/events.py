@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 # A listener re-reads the database at least this often, whatever the layer delivers.
 RECHECK_SECONDS = 1.0
 # The kinds of a turn's stream events; a stream ends with one of the terminal two.
-CHUNK, USAGE, DONE, ERROR = "chunk", "usage", "done", "error"
+CHUNK, USAGE, TOOL_STEP, DONE, ERROR = "chunk", "usage", "tool_step", "done", "error"
 TERMINAL_KINDS = frozenset({DONE, ERROR})
 
 

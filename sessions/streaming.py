@@ -51,6 +51,17 @@ def delta_chunk(base: dict[str, Any], item: ChoiceDelta, *, legacy_functions: bo
     return {**base, "choices": [choice]}
 
 
+def tool_step_chunk(base: dict[str, Any], step: dict[str, Any]) -> dict[str, Any]:
+    """A server-side tool step for clients that asked for them (stream_options.include_tool_steps):
+    an ordinary chunk with an empty delta, so that OpenAI clients pass over it, and the step in
+    the extension field `tool_step`."""
+    return {
+        **base,
+        "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": None}],
+        "tool_step": step,
+    }
+
+
 def usage_payload(usage: UsageReport | None) -> dict[str, Any]:
     prompt = usage.prompt_tokens if usage else 0
     completion = usage.completion_tokens if usage else 0

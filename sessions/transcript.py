@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 from agents.tokens import message_text
+from config.errors import InvalidRequest
 
 _INSTRUCTION_ROLES = {"system", "developer"}
 
@@ -60,3 +61,38 @@ def unseen_messages(stored: list[dict[str, Any]], incoming: list[dict[str, Any]]
     if tail and fresh[: len(tail)] == tail:
         return incoming[len(tail) :]
     return incoming
+
+
+def answer_open_tool_calls(
+    stored: list[dict[str, Any]], incoming: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The incoming messages, checked: every `tool` message must answer a call that is open, in
+    the stored transcript or earlier in the request (400 naming the message otherwise). A result
+    from a client of the deprecated function calling, which names the function instead of the
+    call, is matched to the open call of that function."""
+    open_calls: dict[str, str] = {}
+    for message in stored:
+        _track(open_calls, message)
+    checked = []
+    for index, message in enumerate(incoming):
+        if message["role"] == "tool":
+            call_id = message.get("tool_call_id")
+            if call_id not in open_calls and message.get("name"):
+                call_id = next((i for i, name in open_calls.items() if name == message["name"]), call_id)
+            if call_id not in open_calls:
+                raise InvalidRequest(
+                    f"No open tool call has the id '{message.get('tool_call_id')}' in this conversation.",
+                    param=f"messages[{index}].tool_call_id",
+                    code="unknown_tool_call_id",
+                )
+            message = {**message, "tool_call_id": call_id}
+        _track(open_calls, message)
+        checked.append(message)
+    return checked
+
+
+def _track(open_calls: dict[str, str], message: dict[str, Any]) -> None:
+    for call in message.get("tool_calls") or []:
+        open_calls[call["id"]] = call["function"]["name"]
+    if message["role"] == "tool":
+        open_calls.pop(message.get("tool_call_id"), None)

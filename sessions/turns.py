@@ -13,7 +13,7 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -25,9 +25,13 @@ from django.utils import timezone
 from agents.backends import backend_for
 from agents.backends.base import AgentCall, ChoiceDelta
 from agents.selectors import agent_get_enabled
-from config.errors import ApiError, Conflict, NotFound, ServerError
-from sessions.events import CHUNK, DONE, ERROR, USAGE, publish_turn_events
+from agents.tools import server_tools_for
+from agents.tools.base import ToolContext
+from config.errors import ApiError, Conflict, InvalidRequest, NotFound, ServerError
+from sessions.agent_loop import StoredMessage, ToolStep, run_agent_loop
+from sessions.events import CHUNK, DONE, ERROR, TOOL_STEP, USAGE, publish_turn_events
 from sessions.executors import turn_executor
+from sessions.history import history_window
 from sessions.models import Session, Turn
 from sessions.selectors import session_transcript, turn_by_idempotency_key
 from sessions.services import session_resolve, transcript_append
@@ -40,10 +44,11 @@ from sessions.streaming import (
     next_event_seq,
     pump,
     store_events,
+    tool_step_chunk,
     usage_chunk,
     usage_payload,
 )
-from sessions.transcript import unseen_messages
+from sessions.transcript import answer_open_tool_calls, unseen_messages
 
 if TYPE_CHECKING:
     from accounts.models import ApiKey, Organization
@@ -89,6 +94,8 @@ def turn_submit(
             param="model",
             code="model_not_found",
         )
+    if agent.tools and (request.params.get("n") or 1) > 1:
+        raise InvalidRequest("n > 1 is not available with an agent that runs server-side tools.", param="n")
     with transaction.atomic():
         session = session_resolve(organization=organization, session_id=request.session_id, agent=agent)
         if session is not None:
@@ -96,6 +103,11 @@ def turn_submit(
             earlier = _retried_turn(session, fingerprint, client_retry)
             if earlier is not None:
                 return earlier
+        if any(message["role"] == "tool" for message in request.messages):
+            stored = (
+                [message.as_openai() for message in session_transcript(session=session)] if session else []
+            )
+            request = replace(request, messages=answer_open_tool_calls(stored, request.messages))
         try:
             with transaction.atomic():
                 turn = Turn.objects.create(
@@ -169,33 +181,71 @@ def turn_execute(*, turn_id: str) -> None:
 
 def _turn_run(turn: Turn) -> None:
     writer = EventWriter(turn)
-    reply = ReplyAccumulator()
+    reply = ReplyAccumulator()  # what the client sees
+    stored: list[dict[str, Any]] = []  # what the session keeps: every step's messages
+    step_text: list[str] = []  # the visible text since the last stored message (kept on cancel)
     watch = _OwnershipWatch(turn)
     stop = threading.Event()
     try:
         conversation = _turn_store_input(turn)
-        if turn.agent is None:
+        agent = turn.agent
+        if agent is None:
             raise ServerError("The agent of this turn was deleted.", code="agent_deleted")
-        base = chunk_base(turn, turn.session.external_id if turn.session_id else None)
+        session_id = turn.session.external_id if turn.session_id else None
+        base = chunk_base(turn, session_id)
         legacy = bool(turn.params.get("legacy_function_call"))
-        params = {**turn.agent.default_params, **turn.params}
-        call = AgentCall(messages=conversation, params=params, backend_config=turn.agent.backend_config)
-        for item in pump(backend_for(turn.agent.backend).stream(call), tick_seconds=FLUSH_SECONDS, stop=stop):
+        call = AgentCall(
+            messages=conversation,
+            params={**agent.default_params, **turn.params},
+            backend_config=agent.backend_config,
+            context={
+                "agent": agent.slug,
+                "session_id": session_id,
+                "turn_id": turn.id,
+                "organization": turn.organization.slug,
+            },
+        )
+        loop = run_agent_loop(
+            backend_for(agent.backend),
+            call,
+            server_tools=server_tools_for(agent.tools),
+            max_steps=agent.max_tool_steps,
+            context=ToolContext(
+                organization=turn.organization.slug, agent=agent.slug, session_id=session_id, turn_id=turn.id
+            ),
+        )
+        for item in pump(loop, tick_seconds=FLUSH_SECONDS, stop=stop):
             if isinstance(item, ChoiceDelta):
                 reply.add(item)
                 if reply.started_output and watch.first_token_at is None:
                     watch.first_token_at = timezone.now()
+                if item.index == 0 and item.delta.get("content"):
+                    step_text.append(item.delta["content"])
                 writer.add(CHUNK, delta_chunk(base, item, legacy_functions=legacy))
+            elif isinstance(item, ToolStep):
+                writer.add(TOOL_STEP, tool_step_chunk(base, item.payload))
+            elif isinstance(item, StoredMessage):
+                stored.append(item.message)
+                step_text.clear()
             elif item is not None:
                 reply.add(item)
             writer.flush_if_due()
             if not watch.still_ours():
                 stop.set()
-                _turn_finish_cancelled(turn, reply, writer)
+                if step_text:
+                    stored.append({"role": "assistant", "content": "".join(step_text)})
+                _turn_finish_cancelled(turn, reply, writer, stored)
                 return
         writer.add(USAGE, usage_chunk(base, usage_payload(reply.usage)))
         writer.add(DONE)
-        _turn_finish(turn, writer, status=Status.COMPLETED, reply=reply, first_token_at=watch.first_token_at)
+        _turn_finish(
+            turn,
+            writer,
+            status=Status.COMPLETED,
+            reply=reply,
+            stored=stored,
+            first_token_at=watch.first_token_at,
+        )
     except Exception as exc:
         stop.set()
         error = exc if isinstance(exc, ApiError) else None
@@ -205,7 +255,13 @@ def _turn_run(turn: Turn) -> None:
                 f"The agent failed while answering ({type(exc).__name__}).", code="agent_error"
             )
         writer.add(ERROR, error.payload())
-        _turn_finish(turn, writer, status=Status.FAILED, error={"status": error.status, **error.payload()})
+        _turn_finish(
+            turn,
+            writer,
+            status=Status.FAILED,
+            stored=stored,
+            error={"status": error.status, **error.payload()},
+        )
 
 
 class _OwnershipWatch:
@@ -256,7 +312,7 @@ def _turn_claim(turn_id: str) -> Turn | None:
         return None
     if not claimed:
         return None
-    return Turn.objects.select_related("agent", "session").get(pk=turn_id)
+    return Turn.objects.select_related("agent", "session", "organization").get(pk=turn_id)
 
 
 def _turn_store_input(turn: Turn) -> list[dict[str, Any]]:
@@ -264,8 +320,12 @@ def _turn_store_input(turn: Turn) -> list[dict[str, Any]]:
     and return the conversation as the agent sees it."""
     agent = turn.agent
     system = [{"role": "system", "content": agent.system_prompt}] if agent and agent.system_prompt else []
+    window = {
+        "max_messages": agent.history_max_messages if agent else None,
+        "max_tokens": agent.history_max_tokens if agent else None,
+    }
     if turn.session_id is None:
-        return system + turn.input_messages
+        return system + history_window(turn.input_messages, **window)
     with transaction.atomic():
         session = Session.objects.select_for_update().get(pk=turn.session_id)
         transcript = session_transcript(session=session)
@@ -274,7 +334,7 @@ def _turn_store_input(turn: Turn) -> list[dict[str, Any]]:
             transcript += transcript_append(
                 session=session, messages=unseen_messages(stored, turn.input_messages), turn=turn
             )
-    return system + [message.as_openai() for message in transcript]
+    return system + history_window([message.as_openai() for message in transcript], **window)
 
 
 def _fenced(turn: Turn):
@@ -287,11 +347,12 @@ def _turn_finish(
     writer: EventWriter,
     *,
     status: str,
+    stored: list[dict[str, Any]],
     reply: ReplyAccumulator | None = None,
     first_token_at: datetime | None = None,
     error: dict | None = None,
 ) -> None:
-    """Store how the turn ended, the session's answer and the stream's last events, at once."""
+    """Store how the turn ended, the messages of its steps and the stream's last events, at once."""
     now = timezone.now()
     events = writer.take_pending()
     with transaction.atomic():
@@ -305,16 +366,17 @@ def _turn_finish(
             )
         if not _fenced(turn).update(**fields):
             return  # cancelled or taken over meanwhile: the new owner finishes it
-        if reply is not None and session is not None:
-            # The session keeps one answer: the first choice, as chat clients do with n > 1.
-            transcript_append(session=session, messages=[reply.choices()[0]["message"]], turn=turn)
+        if session is not None:
+            transcript_append(session=session, messages=stored, turn=turn)
         store_events(turn.id, events)
     publish_turn_events(turn.id, events)
 
 
-def _turn_finish_cancelled(turn: Turn, reply: ReplyAccumulator, writer: EventWriter) -> None:
-    """Keep what the agent produced before the cancel (text only: a half-streamed tool call
-    is not a call) and end the stream."""
+def _turn_finish_cancelled(
+    turn: Turn, reply: ReplyAccumulator, writer: EventWriter, stored: list[dict[str, Any]]
+) -> None:
+    """Keep what the agent produced before the cancel (finished steps, and the text of the
+    current one: a half-streamed tool call is not a call) and end the stream."""
     writer.add(ERROR, TURN_CANCELLED.payload())
     events = writer.take_pending()
     choices = reply.choices(complete_calls_only=True)
@@ -325,8 +387,8 @@ def _turn_finish_cancelled(turn: Turn, reply: ReplyAccumulator, writer: EventWri
         ).update(finished_at=timezone.now(), output={"choices": choices}, usage=usage_payload(reply.usage))
         if not updated:
             return
-        if session is not None and choices and choices[0]["message"]["content"]:
-            transcript_append(session=session, messages=[choices[0]["message"]], turn=turn)
+        if session is not None:
+            transcript_append(session=session, messages=stored, turn=turn)
         store_events(turn.id, events)
     publish_turn_events(turn.id, events)
 

@@ -18,6 +18,8 @@ from django.db import connection
 
 from accounts.models import ApiKey, Organization
 from accounts.services import api_key_create, organization_create
+from tests import fakes
+from tests.fakes import FakeServer
 from tests.live import Stack, database_url, running_stack
 
 STACK = os.environ.get("PARLEY_TEST_STACK", "embedded")
@@ -62,11 +64,26 @@ def _database(django_db_setup, django_db_blocker) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def stack(django_db_setup, django_db_blocker) -> Iterator[Stack]:
+def fake_upstream() -> Iterator[FakeServer]:
+    server = fakes.start(fakes.UpstreamHandler)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_webhook() -> Iterator[FakeServer]:
+    server = fakes.start(fakes.WebhookHandler)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(django_db_setup, django_db_blocker, fake_upstream, fake_webhook) -> Iterator[Stack]:
     with django_db_blocker.unblock():
         db_url = database_url(connection.settings_dict)
     log_dir = Path(tempfile.mkdtemp(prefix="parley-test-logs-"))
-    with running_stack(STACK, db_url, settings.RUN_ID, log_dir) as live:
+    shared = {"PARLEY_SECRETS_KEY": settings.PARLEY_SECRETS_KEY}
+    with running_stack(STACK, db_url, settings.RUN_ID, log_dir, shared) as live:
         yield live
 
 

@@ -52,7 +52,7 @@ def database_url(settings_dict: dict) -> str:
     return f"postgres://{user}{password}@{host}:{port}/{settings_dict['NAME']}"
 
 
-def stack_env(mode: str, db_url: str, run_id: str, log_dir: Path) -> dict[str, str]:
+def stack_env(mode: str, db_url: str, run_id: str, log_dir: Path, extra: dict[str, str]) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "PARLEY_"))}
     env.update(
         DATABASE_URL=db_url,
@@ -60,6 +60,8 @@ def stack_env(mode: str, db_url: str, run_id: str, log_dir: Path) -> dict[str, s
         PARLEY_RETRY_WINDOW_SECONDS=str(RETRY_WINDOW_SECONDS),
         PARLEY_SSE_KEEPALIVE_SECONDS=str(KEEPALIVE_SECONDS),
         PARLEY_STREAM_IDLE_SECONDS="30",
+        # The fake upstreams and webhooks listen on loopback: allowed explicitly, as operators would.
+        PARLEY_EGRESS_ALLOW="127.0.0.1",
         PYTHONPATH=str(ROOT),
         PYTHONUNBUFFERED="1",
     )
@@ -76,6 +78,7 @@ def stack_env(mode: str, db_url: str, run_id: str, log_dir: Path) -> dict[str, s
     else:
         env.update(DJANGO_SETTINGS_MODULE="config.settings.embedded", PARLEY_EXECUTOR="inline")
         env.pop("REDIS_URL", None)
+    env.update(extra)
     return env
 
 
@@ -166,8 +169,10 @@ def stop(processes: list[subprocess.Popen]) -> None:
 
 
 @contextmanager
-def running_stack(mode: str, db_url: str, run_id: str, log_dir: Path) -> Iterator[Stack]:
-    env = stack_env(mode, db_url, run_id, log_dir)
+def running_stack(
+    mode: str, db_url: str, run_id: str, log_dir: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[Stack]:
+    env = stack_env(mode, db_url, run_id, log_dir, extra_env or {})
     stack = Stack(mode=mode, url="", env=env)
     try:
         if mode == "production":

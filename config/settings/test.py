@@ -2,6 +2,7 @@
 `embedded` (SQLite) or `production` (PostgreSQL, Redis, Celery). The live servers that the tests
 start use that mode's own settings against the same test database (see tests/conftest.py)."""
 
+import base64
 import os
 import tempfile
 from pathlib import Path
@@ -32,4 +33,8 @@ else:
     DATABASES["default"]["TEST"] = {"NAME": f"parley_test_{RUN_ID}"}
 # The pytest process itself needs no connection pool (the live servers it starts have theirs).
 DATABASES["default"].get("OPTIONS", {}).pop("pool", None)
+# The live servers get the same key (tests/conftest.py), so they read what the tests sealed.
+PARLEY_SECRETS_KEY = base64.urlsafe_b64encode(b"parley-tests-secrets-key-32bytes").decode()
+# Agents configured by the tests point at fakes on loopback, as the live servers allow too.
+PARLEY_EGRESS_ALLOW = ["127.0.0.1"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -193,6 +193,8 @@ class ResponseFormatSerializer(serializers.Serializer):
 
 class StreamOptionsSerializer(serializers.Serializer):
     include_usage = StrictBooleanField(required=False)
+    # Parley's extension: show server-side tool steps in the stream.
+    include_tool_steps = StrictBooleanField(required=False)
 
 
 class StopField(serializers.Field):
@@ -335,6 +337,7 @@ class ChatRequest:
     turn: TurnRequest
     stream: bool | None  # None when the body did not say
     include_usage: bool
+    include_tool_steps: bool
 
 
 def parse_chat_request(payload: Any) -> ChatRequest:
@@ -351,8 +354,13 @@ def parse_chat_request(payload: Any) -> ChatRequest:
         messages=_plain(data["messages"]),
         params={key: _plain(value) for key, value in data.items() if key not in _NOT_PARAMS},
     )
-    include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
-    return ChatRequest(turn=turn, stream=data.get("stream"), include_usage=include_usage)
+    options = data.get("stream_options") or {}
+    return ChatRequest(
+        turn=turn,
+        stream=data.get("stream"),
+        include_usage=bool(options.get("include_usage")),
+        include_tool_steps=bool(options.get("include_tool_steps")),
+    )
 
 
 def _plain(value: Any) -> Any:

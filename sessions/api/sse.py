@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from config.db import db_call
 from config.errors import ApiError, GatewayTimeout, ServerError
-from sessions.events import DONE, ERROR, RECHECK_SECONDS, TERMINAL_KINDS, USAGE, TurnInbox
+from sessions.events import DONE, ERROR, RECHECK_SECONDS, TERMINAL_KINDS, TOOL_STEP, USAGE, TurnInbox
 from sessions.models import Turn, TurnEventBatch
 
 logger = logging.getLogger(__name__)
@@ -30,7 +30,9 @@ def sse_event(event: dict[str, Any]) -> str:
     return f"id: {event['seq']}\ndata: {data}\n\n"
 
 
-async def sse_stream(turn_id: str, *, after_seq: int, include_usage: bool) -> AsyncIterator[str]:
+async def sse_stream(
+    turn_id: str, *, after_seq: int, include_usage: bool, include_tool_steps: bool = False
+) -> AsyncIterator[str]:
     """The turn's events as SSE text, with a comment line at least every keep-alive interval."""
     loop = asyncio.get_running_loop()
     last_write = loop.time()
@@ -43,7 +45,9 @@ async def sse_stream(turn_id: str, *, after_seq: int, include_usage: bool) -> As
                     yield ": keep-alive\n\n"
                 continue
             next_seq = event["seq"] + 1
-            if event["kind"] == USAGE and not include_usage:
+            if (event["kind"] == USAGE and not include_usage) or (
+                event["kind"] == TOOL_STEP and not include_tool_steps
+            ):
                 continue
             last_write = loop.time()
             yield sse_event(event)

@@ -90,7 +90,9 @@ async def _answer_chat(
     )
     stream = chat.stream if chat.stream is not None else stream_by_default
     if stream or _prefers_event_stream(request):
-        response = _event_stream_response(turn.id, after_seq=0, include_usage=chat.include_usage)
+        response = _event_stream_response(
+            turn.id, after_seq=0, include_usage=chat.include_usage, include_tool_steps=chat.include_tool_steps
+        )
     else:
         response = await _completion_response(turn)
     response["X-Turn-Id"] = turn.id
@@ -106,9 +108,13 @@ def _prefers_event_stream(request: HttpRequest) -> bool:
     return request.get_preferred_type(["application/json", "text/event-stream"]) == "text/event-stream"
 
 
-def _event_stream_response(turn_id: str, *, after_seq: int, include_usage: bool) -> StreamingHttpResponse:
+def _event_stream_response(
+    turn_id: str, *, after_seq: int, include_usage: bool, include_tool_steps: bool = False
+) -> StreamingHttpResponse:
     response = StreamingHttpResponse(
-        sse_stream(turn_id, after_seq=after_seq, include_usage=include_usage),
+        sse_stream(
+            turn_id, after_seq=after_seq, include_usage=include_usage, include_tool_steps=include_tool_steps
+        ),
         content_type="text/event-stream; charset=utf-8",
     )
     response["Cache-Control"] = "no-cache"
@@ -246,7 +252,8 @@ class TurnCancelView(APIView):
 
 async def turn_events(request: HttpRequest, turn_id: str) -> HttpResponse:
     """GET /v1/turns/{id}/events: the turn's stream, replayed after `Last-Event-ID` (or from the
-    start), then followed live. `?include_usage=true` adds the usage chunk."""
+    start), then followed live. `?include_usage=true` adds the usage chunk,
+    `?include_tool_steps=true` the server-side tool steps."""
     if request.method != "GET":
         raise MethodNotAllowed(f"Method {request.method} is not allowed; use GET.", headers={"Allow": "GET"})
     principal = await db_call(authenticate_bearer, request)
@@ -255,6 +262,12 @@ async def turn_events(request: HttpRequest, turn_id: str) -> HttpResponse:
     if not last_event_id.isdigit():
         raise InvalidRequest("Last-Event-ID must be the id of an event of this turn.", param="Last-Event-ID")
     include_usage = request.GET.get("include_usage", "false").lower() == "true"
-    response = _event_stream_response(turn.id, after_seq=int(last_event_id), include_usage=include_usage)
+    include_tool_steps = request.GET.get("include_tool_steps", "false").lower() == "true"
+    response = _event_stream_response(
+        turn.id,
+        after_seq=int(last_event_id),
+        include_usage=include_usage,
+        include_tool_steps=include_tool_steps,
+    )
     response["X-Turn-Id"] = turn.id
     return response

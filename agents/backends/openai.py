@@ -1,0 +1,221 @@
+"""The `openai` backend: any OpenAI-compatible upstream (OpenAI, vLLM, Ollama, llama.cpp,
+LocalAI, OpenRouter...), called with the official SDK through the egress guard.
+
+Deltas are relayed as the upstream sends them: tool-call fragments keep their `index`, `id` and
+`function.name`. Connection errors, 429 and 5xx are retried with backoff, but only before the
+first chunk: after that a failure ends the stream with an error event."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Iterator
+from functools import lru_cache
+from typing import Any
+
+import openai
+from rest_framework import serializers
+
+from agents.backends.base import AgentCall, ChoiceDelta, StreamItem, UsageReport, validated_config
+from agents.egress import EgressRefused, check_url, outbound_client
+from agents.secrets import is_sealed, seal, unseal
+from agents.tokens import CHARS_PER_TOKEN, approx_prompt_tokens
+from config.errors import ApiError, GatewayTimeout, RateLimited, UpstreamError
+
+logger = logging.getLogger(__name__)
+
+# Request parameters passed on to the upstream as they came.
+FORWARDED_PARAMS = (
+    "temperature",
+    "top_p",
+    "n",
+    "stop",
+    "max_tokens",
+    "max_completion_tokens",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "logprobs",
+    "top_logprobs",
+    "seed",
+    "response_format",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "user",
+)
+_BACKOFF_BASE_SECONDS = 0.5
+_BACKOFF_MAX_SECONDS = 8.0
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class UpstreamRefused(ApiError):
+    """The upstream refused the request (4xx): the client's request is what is wrong."""
+
+    default_code = "upstream_invalid_request"
+
+
+class OpenAIConfigSerializer(serializers.Serializer):
+    base_url = serializers.URLField(max_length=500)
+    model = serializers.CharField(max_length=200)
+    api_key = serializers.CharField(required=False, allow_blank=False, max_length=500, write_only=True)
+    api_key_env = serializers.RegexField(_ENV_NAME, required=False, max_length=100)
+    timeout = serializers.FloatField(required=False, min_value=1, max_value=600, default=60)
+    max_retries = serializers.IntegerField(required=False, min_value=0, max_value=10, default=2)
+    # Sent with every request (e.g. {"top_k": 40} for vLLM); request parameters win.
+    extra_params = serializers.DictField(required=False)
+
+
+class OpenAIBackend:
+    def validate_config(self, config: dict[str, Any], *, previous: dict[str, Any]) -> dict[str, Any]:
+        config = dict(config)
+        config.pop("api_key_set", None)  # from public_config: a read configuration may be sent back
+        secret = config.get("api_key")
+        if is_sealed(secret):  # a sealed value sent back unchanged
+            config.pop("api_key")
+            secret = None
+        validated = validated_config(OpenAIConfigSerializer, config)
+        try:
+            check_url(validated["base_url"])
+        except EgressRefused as refused:
+            raise serializers.ValidationError({"base_url": [refused.message]}) from None
+        validated.pop("api_key", None)
+        if secret:
+            validated["api_key"] = seal(secret)
+        elif is_sealed(previous.get("api_key")) and "api_key_env" not in validated:
+            validated["api_key"] = previous["api_key"]  # an update that leaves the key out keeps it
+        return validated
+
+    def public_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        public = {key: value for key, value in config.items() if key != "api_key"}
+        public["api_key_set"] = "api_key" in config
+        return public
+
+    def stream(self, call: AgentCall) -> Iterator[StreamItem]:
+        config = call.backend_config
+        client = _client(config["base_url"], _api_key(config), float(config.get("timeout", 60)))
+        request = _upstream_request(call, config)
+        retries = int(config.get("max_retries", 2))
+        for attempt in range(retries + 1):
+            started = False
+            try:
+                usage, produced, finished = None, 0, False
+                for chunk in client.chat.completions.create(**request):
+                    started = True
+                    for choice in chunk.choices:
+                        produced += len(choice.delta.content or "")
+                        finished = finished or choice.finish_reason is not None
+                        yield ChoiceDelta(
+                            index=choice.index,
+                            delta=choice.delta.model_dump(exclude_none=True),
+                            finish_reason=choice.finish_reason,
+                            logprobs=choice.logprobs.model_dump(exclude_none=True)
+                            if choice.logprobs
+                            else None,
+                        )
+                    if chunk.usage:
+                        usage = UsageReport(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                if not finished:
+                    # The connection closed cleanly but the answer never ended: it was cut off.
+                    raise UpstreamError("The upstream model's answer broke off.", code="upstream_incomplete")
+                yield usage or UsageReport(
+                    approx_prompt_tokens(call.messages, call.params.get("tools")),
+                    math.ceil(produced / CHARS_PER_TOKEN),
+                )
+                return
+            except openai.APIError as exc:
+                error, retryable, wait = _mapped(exc)
+                if started or not retryable or attempt == retries:
+                    raise error from exc
+                delay = wait if wait is not None else _backoff(attempt)
+                logger.warning(
+                    "Upstream %s failed (%s); retry %d in %.1f s",
+                    config["base_url"],
+                    error.code,
+                    attempt + 1,
+                    delay,
+                )
+                time.sleep(delay)
+
+
+def _api_key(config: dict[str, Any]) -> str:
+    if config.get("api_key_env"):
+        return os.environ.get(config["api_key_env"], "")
+    if config.get("api_key"):
+        return unseal(config["api_key"])
+    return "none"  # local servers (Ollama, llama.cpp) take any key, the SDK needs one
+
+
+@lru_cache(maxsize=128)
+def _client(base_url: str, api_key: str, timeout: float) -> openai.OpenAI:
+    """One client per upstream, so connections are reused across turns."""
+    return openai.OpenAI(
+        base_url=base_url,
+        api_key=api_key,
+        timeout=timeout,
+        max_retries=0,  # retried here, and only before the first chunk
+        http_client=outbound_client(timeout=timeout),
+    )
+
+
+def _upstream_request(call: AgentCall, config: dict[str, Any]) -> dict[str, Any]:
+    forwarded = {key: call.params[key] for key in FORWARDED_PARAMS if key in call.params}
+    request = {
+        "model": config["model"],
+        "messages": call.messages,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        **forwarded,
+    }
+    if config.get("extra_params"):
+        request["extra_body"] = {key: v for key, v in config["extra_params"].items() if key not in forwarded}
+    return request
+
+
+def _mapped(exc: openai.APIError) -> tuple[ApiError, bool, float | None]:
+    """The envelope for an upstream failure, whether it may be retried, and how long to wait."""
+    if isinstance(exc, openai.APITimeoutError):
+        return (
+            GatewayTimeout("The upstream model did not answer in time.", code="upstream_timeout"),
+            True,
+            None,
+        )
+    if isinstance(exc, openai.APIConnectionError):
+        return (
+            UpstreamError("The upstream model could not be reached.", code="upstream_unreachable"),
+            True,
+            None,
+        )
+    if isinstance(exc, openai.APIStatusError):
+        message = _upstream_message(exc)
+        if exc.status_code == 429:
+            wait = _retry_after(exc)
+            return RateLimited(f"The upstream model is rate limiting: {message}"), True, wait
+        if exc.status_code >= 500:
+            return UpstreamError(f"The upstream model failed ({exc.status_code}): {message}"), True, None
+        return UpstreamRefused(f"The upstream model refused the request: {message}"), False, None
+    return UpstreamError(f"The upstream model sent a broken answer ({type(exc).__name__})."), False, None
+
+
+def _upstream_message(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return error["message"]
+    return exc.message
+
+
+def _retry_after(exc: openai.APIStatusError) -> float | None:
+    value = exc.response.headers.get("retry-after") if exc.response is not None else None
+    try:
+        return min(float(value), _BACKOFF_MAX_SECONDS) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _backoff(attempt: int) -> float:
+    return min(_BACKOFF_MAX_SECONDS, _BACKOFF_BASE_SECONDS * 2**attempt) * (0.5 + random.random() / 2)  # noqa: S311

@@ -1,0 +1,275 @@
+"""Fakes of what is outside Parley, as real HTTP servers on loopback: an OpenAI-compatible
+upstream LLM and a customer webhook. Each records what it received.
+
+The fake upstream's behaviour is chosen by the `model` the agent asks for:
+- "fake-echo": streams "upstream says: <last user text>" a word at a time, with usage;
+- "fake-tools": two parallel tool calls (to the request's first two tools), the arguments split
+  into fragments of 1-3 characters;
+- "fake-429-once": 429 (Retry-After: 0) the first time it sees a conversation, then fake-echo;
+- "fake-500": always 500; "fake-400": always 400 with an error message;
+- "fake-cut": three chunks, then the connection drops;
+- "fake-calc": calls the `calculator` tool with 0.175 * 2380, then answers with the result;
+- "fake-bad-args": calls `calculator` with malformed JSON arguments, then answers;
+- "fake-loop": calls `calculator` every time;
+- "fake-mixed": calls `calculator` and the client's first tool in one message, then answers.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from agents.tools.signing import verify
+
+
+@dataclass
+class Recorded:
+    path: str
+    headers: dict[str, str]  # names in lower case
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class FakeServer:
+    server: ThreadingHTTPServer
+    requests: list[Recorded] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    @property
+    def port(self) -> int:
+        return self.server.server_address[1]
+
+    def received(self, marker: str) -> list[Recorded]:
+        """The requests whose body contains `marker` (tests put a unique word in their messages)."""
+        with self.lock:
+            return [request for request in self.requests if marker.encode() in request.body]
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def start(handler_class: type[BaseHTTPRequestHandler]) -> FakeServer:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler_class)
+    server.daemon_threads = True
+    fake = FakeServer(server=server)
+    server.fake = fake  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return fake
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def record(self) -> Recorded:
+        length = int(self.headers.get("Content-Length", 0))
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        recorded = Recorded(self.path, headers, self.rfile.read(length))
+        with self.server.fake.lock:  # type: ignore[attr-defined]
+            self.server.fake.requests.append(recorded)  # type: ignore[attr-defined]
+        return recorded
+
+    def send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def start_events(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+
+    def event(self, payload: Any) -> None:
+        data = payload if isinstance(payload, str) else json.dumps(payload)
+        self.wfile.write(f"data: {data}\n\n".encode())
+        self.wfile.flush()
+
+
+def _last_user_text(messages: list[dict]) -> str:
+    for message in reversed(messages):
+        if message["role"] == "user":
+            content = message.get("content")
+            return content if isinstance(content, str) else " ".join(p.get("text", "") for p in content)
+    return ""
+
+
+def _tool_results(messages: list[dict]) -> list[dict]:
+    return [message for message in messages if message["role"] == "tool"]
+
+
+class UpstreamHandler(_Handler):
+    seen_conversations: set[str] = set()
+
+    def do_POST(self) -> None:
+        request = self.record().json
+        model = request.get("model", "")
+        messages = request.get("messages", [])
+        if model == "fake-500":
+            self.send_json(500, {"error": {"message": "upstream exploded", "type": "server_error"}})
+        elif model == "fake-400":
+            self.send_json(
+                400,
+                {
+                    "error": {
+                        "message": "temperature is not supported by this model",
+                        "type": "invalid_request_error",
+                    }
+                },
+            )
+        elif model == "fake-429-once" and _last_user_text(messages) not in self.seen_conversations:
+            self.seen_conversations.add(_last_user_text(messages))
+            self.send_json(429, {"error": {"message": "slow down"}}, headers={"Retry-After": "0"})
+        elif model == "fake-tools":
+            self.stream_tool_calls(
+                request,
+                [
+                    (t["function"]["name"], {"order_id": "A-17", "note": "fragmented"})
+                    for t in request["tools"][:2]
+                ],
+            )
+        elif model == "fake-cut":
+            self.start_events()
+            for word in ("one", " two", " three"):
+                self.event(self.chunk(request, {"content": word}))
+            self.wfile.flush()
+            self.connection.shutdown(2)
+        elif model in ("fake-calc", "fake-bad-args", "fake-loop", "fake-mixed") and (
+            model == "fake-loop" or not _tool_results(messages)
+        ):
+            calls = [("calculator", {"expression": "0.175 * 2380"})]
+            if model == "fake-bad-args":
+                calls = [("calculator", '{"expression": ')]
+            if model == "fake-mixed":
+                client_tool = next(t for t in request["tools"] if t["function"]["name"] != "calculator")
+                calls.append((client_tool["function"]["name"], {"order_id": "A-17"}))
+            self.stream_tool_calls(request, calls)
+        elif model in ("fake-calc", "fake-bad-args", "fake-mixed"):
+            results = "; ".join(str(message.get("content")) for message in _tool_results(messages))
+            self.stream_text(request, f"The tools said: {results}")
+        else:
+            self.stream_text(request, f"upstream says: {_last_user_text(messages)}")
+
+    def chunk(self, request: dict, delta: dict, finish_reason: str | None = None) -> dict:
+        return {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": request.get("model"),
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+        }
+
+    def usage(self, request: dict) -> dict:
+        return {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": request.get("model"),
+            "choices": [],
+            "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+        }
+
+    def stream_text(self, request: dict, text: str) -> None:
+        self.start_events()
+        self.event(self.chunk(request, {"role": "assistant", "content": ""}))
+        for index, word in enumerate(text.split(" ")):
+            self.event(self.chunk(request, {"content": word if index == 0 else f" {word}"}))
+        self.event(self.chunk(request, {}, "stop"))
+        if (request.get("stream_options") or {}).get("include_usage"):
+            self.event(self.usage(request))
+        self.event("[DONE]")
+
+    def stream_tool_calls(self, request: dict, calls: list[tuple[str, Any]]) -> None:
+        self.start_events()
+        self.event(self.chunk(request, {"role": "assistant", "content": None}))
+        for index, (name, arguments) in enumerate(calls):
+            head = {
+                "index": index,
+                "id": f"call_fake_{index}_{int(time.time() * 1000) % 100000}",
+                "type": "function",
+                "function": {"name": name, "arguments": ""},
+            }
+            self.event(self.chunk(request, {"tool_calls": [head]}))
+            text = arguments if isinstance(arguments, str) else json.dumps(arguments)
+            pieces, position, size = [], 0, 1
+            while position < len(text):
+                pieces.append(text[position : position + size])
+                position += size
+                size = size % 3 + 1
+            for piece in pieces:
+                self.event(
+                    self.chunk(request, {"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+                )
+        self.event(self.chunk(request, {}, "tool_calls"))
+        if (request.get("stream_options") or {}).get("include_usage"):
+            self.event(self.usage(request))
+        self.event("[DONE]")
+
+
+WEBHOOK_SECRET = "whsec-test-0123456789abcdef"
+
+
+class WebhookHandler(_Handler):
+    """Answers by path: /json (JSON), /sse (an event stream), /tools (a JSON tool call), /flaky
+    (500 the first time a conversation is seen, then JSON)."""
+
+    seen: set[str] = set()
+
+    def do_POST(self) -> None:
+        recorded = self.record()
+        valid = verify(WEBHOOK_SECRET, recorded.body, self.headers.get("Parley-Signature", ""))
+        recorded.headers["x-signature-valid"] = str(valid)
+        if not valid:
+            self.send_json(401, {"error": "bad signature"})
+            return
+        turn = recorded.json
+        said = _last_user_text(turn["messages"])
+        if self.path == "/flaky" and said not in self.seen:
+            self.seen.add(said)
+            self.send_json(500, {"error": "try again"})
+        elif self.path == "/sse":
+            self.start_events()
+            for word in ("hook", " streams:", f" {said}"):
+                self.event({"choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]})
+            self.event({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+            self.event("[DONE]")
+        elif self.path == "/tools":
+            self.send_json(
+                200,
+                {
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "call_hook_1",
+                            "type": "function",
+                            "function": {"name": "lookup_order", "arguments": '{"order_id": "A-17"}'},
+                        }
+                    ],
+                },
+            )
+        else:
+            self.send_json(
+                200, {"content": f"hook says: {said}", "usage": {"prompt_tokens": 5, "completion_tokens": 3}}
+            )
