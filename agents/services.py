@@ -136,6 +136,19 @@ def _validated_changes(agent: Agent, changes: AgentChanges) -> dict[str, Any]:
     return values
 
 
+def agent_validate_settings(
+    *, agent: Agent | None, backend: str, backend_config: Any, tools: Any
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A backend configuration and tools as they would be stored (secrets sealed, a secret left
+    out kept from `agent`), or a ValidationError keyed `backend_config`/`tools`. For forms that
+    save whole agents, such as the admin's."""
+    same_backend = agent is not None and agent.backend == backend
+    config = _validated_backend_config(
+        _backend(backend), backend_config, previous=agent.backend_config if same_backend else {}
+    )
+    return config, _validated_tools(tools, previous=agent.tools if agent else [])
+
+
 def _validation_basis(agent: Agent) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
     return agent.backend, agent.backend_config, agent.tools
 

@@ -68,8 +68,22 @@ def usage_payload(usage: UsageReport | None) -> dict[str, Any]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
+def usage_with_details(usage: dict[str, Any]) -> dict[str, Any]:
+    """Usage as OpenAI shows it, with the breakdowns Parley has nothing to report in."""
+    return {
+        **usage,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+
 def usage_chunk(base: dict[str, Any], usage: dict[str, Any]) -> dict[str, Any]:
-    return {**base, "choices": [], "usage": usage}
+    return {**base, "choices": [], "usage": usage_with_details(usage)}
 
 
 class ReplyAccumulator:

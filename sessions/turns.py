@@ -153,9 +153,17 @@ def _turn_for_idempotency_key(organization: Organization, key: str, fingerprint:
     return earlier
 
 
+# A resend of a failed or cancelled turn's request runs it again.
+_NOT_RETRIED = (Status.FAILED, Status.CANCELLED)
+
+
 def _retried_turn(session: Session, fingerprint: str, client_retry: bool) -> Turn | None:
     latest = Turn.objects.filter(session=session).order_by("-position").first()
-    if latest is None or latest.fingerprint != fingerprint or latest.status == Status.FAILED:
+    if (
+        latest is None
+        or latest.fingerprint != fingerprint
+        or latest.status in (Status.FAILED, Status.CANCELLED)
+    ):
         return None
     window = timedelta(seconds=settings.PARLEY_RETRY_WINDOW_SECONDS)
     if client_retry or latest.queued_at >= timezone.now() - window:
@@ -398,16 +406,22 @@ TURN_CANCELLED = ApiError("The turn was cancelled.", code="turn_cancelled")
 
 def turn_cancel(*, turn: Turn) -> Turn:
     """Cancel a queued or running turn. A queued turn ends at once; a running one is stopped by
-    its runner within a second, which keeps what was produced so far."""
+    its runner within a second, which keeps what was produced so far. Cancelling a cancelled turn
+    changes nothing; a completed or failed one is a conflict."""
     now = timezone.now()
     with transaction.atomic():
+        cancelled_error = {"status": TURN_CANCELLED.status, **TURN_CANCELLED.payload()}
         queued = Turn.objects.filter(pk=turn.pk, status=Status.QUEUED).update(
-            status=Status.CANCELLED, finished_at=now
+            status=Status.CANCELLED, finished_at=now, error=cancelled_error
         )
         if queued:
             events = [{"seq": next_event_seq(turn.id), "kind": ERROR, "data": TURN_CANCELLED.payload()}]
             store_events(turn.id, events)
-        elif not Turn.objects.filter(pk=turn.pk, status=Status.RUNNING).update(status=Status.CANCELLED):
+        elif Turn.objects.filter(pk=turn.pk, status=Status.RUNNING).update(
+            status=Status.CANCELLED, error=cancelled_error
+        ):
+            pass
+        elif not Turn.objects.filter(pk=turn.pk, status=Status.CANCELLED).exists():
             raise Conflict(f"Turn {turn.id} has already finished.", code="turn_finished")
     if queued:
         publish_turn_events(turn.id, events)
@@ -430,7 +444,7 @@ def _turn_start_next(turn: Turn) -> None:
 
 
 def turn_error(turn: Turn) -> ApiError:
-    """The stored error of a failed turn, to raise again to the client."""
+    """The stored error of a failed or cancelled turn, to raise again to the client."""
     stored = turn.error or {}
     body = stored.get("error", {})
     error = ApiError(body.get("message", "The turn failed."), param=body.get("param"), code=body.get("code"))

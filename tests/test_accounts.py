@@ -113,3 +113,29 @@ def test_an_organization_added_in_the_admin_gets_its_defaults(admin_client):
     organization = Organization.objects.get(slug="from-admin")
     assert organization.automation.auto_create_sessions is True
     assert Agent.objects.filter(organization=organization, slug="echo").exists()
+
+
+def test_the_admin_validates_an_agents_backend_configuration(admin_client):
+    organization = organization_create(slug="admin-agents")
+    agent = Agent.objects.get(organization=organization, slug="echo")
+    form = {
+        "organization": organization.pk,
+        "slug": "echo",
+        "name": "Echo",
+        "backend": "echo",
+        "backend_config": '{"delay_seconds": "soon"}',
+        "system_prompt": "",
+        "default_params": "{}",
+        "tools": "[]",
+        "max_tool_steps": 5,
+        "enabled": "on",
+    }
+    refused = admin_client.post(f"/admin/agents/agent/{agent.pk}/change/", form)
+    assert refused.status_code == 200
+    assert b"delay_seconds: A valid number is required." in refused.content
+    assert Agent.objects.get(pk=agent.pk).backend_config == {}
+    accepted = admin_client.post(
+        f"/admin/agents/agent/{agent.pk}/change/", {**form, "backend_config": '{"delay_seconds": 1}'}
+    )
+    assert accepted.status_code == 302
+    assert Agent.objects.get(pk=agent.pk).backend_config == {"delay_seconds": 1.0}

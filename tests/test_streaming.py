@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 
 import httpx
@@ -332,7 +333,44 @@ def test_cancel_stops_the_turn_and_keeps_what_was_produced(stack, tenant):
     assert turn.status == "cancelled" and turn.finished_at is not None
     assert stored(tenant, "cancel-me") == [("user", text), ("assistant", partial)]
     again = httpx.post(f"{stack.api_url}/turns/{turn_id}/cancel", headers=headers)
-    assert (again.status_code, again.json()["error"]["code"]) == (409, "turn_finished")
+    assert (again.status_code, again.json()["status"]) == (200, "cancelled")
+
+
+def test_a_finished_turn_cannot_be_cancelled(stack, tenant, client):
+    raw = client.chat.completions.with_raw_response.create(model="echo", messages=[user("done already")])
+    response = httpx.post(
+        f"{stack.api_url}/turns/{raw.headers['X-Turn-Id']}/cancel",
+        headers={"Authorization": f"Bearer {tenant.key}"},
+    )
+    assert (response.status_code, response.json()["error"]["code"]) == (409, "turn_finished")
+    assert Turn.objects.get(pk=raw.headers["X-Turn-Id"]).status == "completed"
+
+
+def test_a_json_request_whose_turn_is_cancelled_gets_the_cancel_error(stack, tenant, client):
+    slow_agent(tenant, "sleepy", delay_seconds=3)
+    result: dict = {}
+
+    def ask() -> None:
+        try:
+            client.chat.completions.create(
+                model="sleepy", messages=[user("never mind")], extra_body={"session_id": "nm"}
+            )
+        except openai.APIStatusError as error:
+            result["error"] = error
+
+    waiter = threading.Thread(target=ask)
+    waiter.start()
+    deadline = time.monotonic() + 10
+    while not Turn.objects.filter(
+        session__external_id="nm", session__organization=tenant.organization
+    ).exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    turn = Turn.objects.get(session__external_id="nm", session__organization=tenant.organization)
+    httpx.post(f"{stack.api_url}/turns/{turn.id}/cancel", headers={"Authorization": f"Bearer {tenant.key}"})
+    waiter.join(timeout=20)
+    assert (result["error"].status_code, result["error"].body["code"]) == (400, "turn_cancelled")
+    assert Turn.objects.get(pk=turn.id).status == "cancelled"
 
 
 def test_an_agent_that_fails_mid_stream_ends_it_with_an_error_event(stack, tenant, client):

@@ -234,11 +234,11 @@ FORMAT_AND_TOOL_CASES = [
         id="functions-and-tools-together",
     ),
     case(
-        {"stream_options": {"include_usage": True}},
+        {"stream": False, "stream_options": {"include_usage": True}},
         "stream_options",
         ("stream_options",),
         INVALID,
-        id="stream-options-without-stream",
+        id="stream-options-with-stream-false",
     ),
 ]
 

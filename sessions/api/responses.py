@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sessions.models import Message, Session, Turn
-from sessions.streaming import SYSTEM_FINGERPRINT, completion_id
+from sessions.streaming import SYSTEM_FINGERPRINT, completion_id, usage_with_details
 
 
 def chat_completion(turn: Turn) -> dict[str, Any]:
@@ -19,16 +19,7 @@ def chat_completion(turn: Turn) -> dict[str, Any]:
         "system_fingerprint": SYSTEM_FINGERPRINT,
         "service_tier": "default",
         "choices": [_choice(choice, legacy) for choice in turn.output["choices"]],
-        "usage": {
-            **usage,
-            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-            "completion_tokens_details": {
-                "reasoning_tokens": 0,
-                "audio_tokens": 0,
-                "accepted_prediction_tokens": 0,
-                "rejected_prediction_tokens": 0,
-            },
-        },
+        "usage": usage_with_details(usage),
         "session_id": turn.session.external_id if turn.session_id else None,
     }
 

@@ -278,7 +278,8 @@ class ChatCompletionRequestSerializer(serializers.Serializer):
         _check_tool_choice(attrs)
         if "top_logprobs" in attrs and not attrs.get("logprobs"):
             raise _invalid("top_logprobs", "top_logprobs needs logprobs to be true.")
-        if "stream_options" in attrs and not attrs.get("stream"):
+        if "stream_options" in attrs and attrs.get("stream") is False:
+            # Without `stream`, a route or an Accept header may still make it a stream.
             raise _invalid("stream_options", "stream_options is only allowed when stream is true.")
         names = [tool["function"]["name"] for tool in attrs.get("tools", [])]
         if len(names) != len(set(names)):
