@@ -8,17 +8,20 @@ from dataclasses import dataclass
 from django.http import HttpRequest
 from rest_framework.authentication import BaseAuthentication
 
-from accounts.models import ApiKey, Organization
+from accounts.models import ApiKey, Organization, User
 from accounts.services import api_key_authenticate
 from config.errors import AuthenticationFailed
 
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling and on behalf of which organization."""
+    """Who is calling and on behalf of which organization: an API key (with its scopes) or a
+    user signed in with a JWT (with their role in the organization)."""
 
     organization: Organization
     api_key: ApiKey | None = None
+    user: User | None = None
+    role: str | None = None  # the user's membership role; None for an API key
 
     # DRF asks request.user this.
     is_authenticated = True

@@ -23,6 +23,8 @@ class Session(models.Model):
     )
     title = models.CharField(max_length=200, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    # The request's `user` field: the end user of the caller's application.
+    end_user = models.CharField(max_length=256, blank=True, db_index=True)
     message_count = models.PositiveIntegerField(default=0)
     turn_count = models.PositiveIntegerField(default=0)
     created = models.DateTimeField(auto_now_add=True)
@@ -59,6 +61,9 @@ class Turn(models.Model):
     agent = models.ForeignKey("agents.Agent", null=True, on_delete=models.SET_NULL, related_name="turns")
     api_key = models.ForeignKey(
         "accounts.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    user = models.ForeignKey(
+        "accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     model = models.CharField(max_length=200)
@@ -152,3 +157,34 @@ class Message(models.Model):
         if self.tool_call_id:
             message["tool_call_id"] = self.tool_call_id
         return message
+
+
+class UsageRecord(models.Model):
+    """What one turn used, kept when its session is deleted (GET /v1/usage)."""
+
+    organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, related_name="usage")
+    api_key = models.ForeignKey(
+        "accounts.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    user = models.ForeignKey(
+        "accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    agent = models.ForeignKey(
+        "agents.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    agent_slug = models.CharField(max_length=64)
+    session = models.ForeignKey(Session, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    turn = models.OneToOneField(
+        Turn, null=True, blank=True, on_delete=models.SET_NULL, related_name="usage_record"
+    )
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    latency_ms = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=16)
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "created"], name="usage_org_created")]
+
+    def __str__(self) -> str:
+        return f"{self.organization_id} {self.agent_slug} {self.prompt_tokens}+{self.completion_tokens}"
