@@ -71,8 +71,15 @@ def run_agent_loop(
             break
         if step == max_steps:
             note = step_limit_note(max_steps)
-            yield ChoiceDelta(index=0, delta={"content": note}, finish_reason="stop")
-            yield StoredMessage({"role": "assistant", "content": _joined(message.get("content"), note)})
+            stopped = {"role": "assistant", "content": _joined(message.get("content"), note)}
+            client_calls = [c for c in message.get("tool_calls") or [] if c not in server_calls]
+            if client_calls:
+                # The client already has its calls and finish_reason "tool_calls": keep those
+                # calls open for its `tool` messages and drop only the server calls.
+                stopped["tool_calls"] = client_calls
+            else:
+                yield ChoiceDelta(index=0, delta={"content": note}, finish_reason="stop")
+            yield StoredMessage(stopped)
             break
         yield StoredMessage(message)
         messages.append(message)

@@ -443,3 +443,60 @@ def test_a_configuration_read_back_can_be_saved_again_and_keeps_its_secret(
     stored = implementation.validate_config(given, previous={})
     again = implementation.validate_config(implementation.public_config(stored), previous=stored)
     assert again == stored
+
+
+def test_openai_configuration_refuses_ambiguous_keys_and_reserved_extra_params(fake_upstream):
+    backend = backend_for("openai")
+    base = {"base_url": f"{fake_upstream.url}/v1", "model": "m"}
+    with pytest.raises(Exception) as both:
+        backend.validate_config({**base, "api_key": "sk-x", "api_key_env": "UPSTREAM_KEY"}, previous={})
+    assert "api_key_env" in both.value.detail
+    with pytest.raises(Exception) as reserved:
+        backend.validate_config({**base, "extra_params": {"stream": False, "top_k": 4}}, previous={})
+    assert "extra_params" in reserved.value.detail
+    assert backend.validate_config({**base, "extra_params": {"top_k": 4}}, previous={})["extra_params"] == {
+        "top_k": 4
+    }
+
+
+def test_an_api_key_from_a_missing_environment_variable_is_a_clear_error(client, tenant, fake_upstream):
+    config = backend_for("openai").validate_config(
+        {"base_url": f"{fake_upstream.url}/v1", "model": "fake-echo", "api_key_env": "PARLEY_TEST_UNSET_KEY"},
+        previous={},
+    )
+    Agent.objects.create(
+        organization=tenant.organization, slug="envkey", name="e", backend="openai", backend_config=config
+    )
+    with pytest.raises(openai.APIStatusError) as raised:
+        client.chat.completions.create(model="envkey", messages=[user(marker())])
+    assert raised.value.status_code == 502
+    assert raised.value.body["code"] == "upstream_key_missing"
+
+
+def test_n_above_one_from_default_params_is_refused_with_server_tools(client, tenant, fake_upstream):
+    upstream_agent(
+        tenant, fake_upstream, "fake-calc", tools=[{"type": "calculator"}], default_params={"n": 2}
+    )
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.chat.completions.create(model="support", messages=[user("x")])
+    assert raised.value.param == "n"
+
+
+def test_the_step_limit_on_a_mixed_answer_keeps_the_client_calls_open(client, tenant, fake_upstream):
+    upstream_agent(tenant, fake_upstream, "fake-mixed", tools=[{"type": "calculator"}], max_tool_steps=0)
+    word = marker()
+    first = client.chat.completions.create(
+        model="support", messages=[user(word)], tools=[CLIENT_TOOL], extra_body={"session_id": f"lim-{word}"}
+    )
+    assert first.choices[0].finish_reason == "tool_calls"
+    [call] = first.choices[0].message.tool_calls
+    stored = transcript(tenant, f"lim-{word}")
+    assert [c["function"]["name"] for c in stored[1]["tool_calls"]] == ["lookup_order"]
+    assert "more than 0 rounds" in stored[1]["content"]
+    second = client.chat.completions.create(
+        model="support",
+        messages=[{"role": "tool", "tool_call_id": call.id, "content": "ok"}],
+        tools=[CLIENT_TOOL],
+        extra_body={"session_id": f"lim-{word}"},
+    )
+    assert second.choices[0].finish_reason == "stop"

@@ -47,6 +47,8 @@ FORWARDED_PARAMS = (
     "parallel_tool_calls",
     "user",
 )
+# Request fields that only Parley decides.
+RESERVED_PARAMS = {"model", "messages", "stream", "stream_options"}
 _BACKOFF_BASE_SECONDS = 0.5
 _BACKOFF_MAX_SECONDS = 8.0
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -67,6 +69,19 @@ class OpenAIConfigSerializer(serializers.Serializer):
     max_retries = serializers.IntegerField(required=False, min_value=0, max_value=10, default=2)
     # Sent with every request (e.g. {"top_k": 40} for vLLM); request parameters win.
     extra_params = serializers.DictField(required=False)
+
+    def validate_extra_params(self, value: dict) -> dict:
+        reserved = sorted(set(value) & RESERVED_PARAMS)
+        if reserved:
+            raise serializers.ValidationError(f"Parley sets these itself: {', '.join(reserved)}.")
+        return value
+
+    def validate(self, attrs: dict) -> dict:
+        if attrs.get("api_key") and attrs.get("api_key_env"):
+            raise serializers.ValidationError(
+                {"api_key_env": ["Give either api_key or api_key_env, not both."]}
+            )
+        return attrs
 
 
 class OpenAIBackend:
@@ -143,7 +158,13 @@ class OpenAIBackend:
 
 def _api_key(config: dict[str, Any]) -> str:
     if config.get("api_key_env"):
-        return os.environ.get(config["api_key_env"], "")
+        key = os.environ.get(config["api_key_env"])
+        if not key:
+            raise UpstreamError(
+                f"The environment variable {config['api_key_env']} with this agent's API key is not set.",
+                code="upstream_key_missing",
+            )
+        return key
     if config.get("api_key"):
         return unseal(config["api_key"])
     return "none"  # local servers (Ollama, llama.cpp) take any key, the SDK needs one

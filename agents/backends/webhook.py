@@ -68,7 +68,9 @@ class WebhookBackend:
 
     def stream(self, call: AgentCall) -> Iterator[StreamItem]:
         config = call.backend_config
-        params = {key: value for key, value in call.params.items() if key != "tools"}
+        params = {
+            key: value for key, value in call.params.items() if key not in ("tools", "legacy_function_call")
+        }
         body = json.dumps(
             {
                 "session_id": call.context.get("session_id"),
