@@ -94,7 +94,7 @@ def turn_submit(
             param="model",
             code="model_not_found",
         )
-    if agent.tools and (request.params.get("n") or 1) > 1:
+    if agent.tools and (request.params.get("n") or agent.default_params.get("n") or 1) > 1:
         raise InvalidRequest("n > 1 is not available with an agent that runs server-side tools.", param="n")
     with transaction.atomic():
         session = session_resolve(organization=organization, session_id=request.session_id, agent=agent)
