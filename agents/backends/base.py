@@ -67,3 +67,43 @@ def validated_config(serializer_class: type[serializers.Serializer], config: Any
     serializer = serializer_class(data=config)
     serializer.is_valid(raise_exception=True)
     return {key: value for key, value in serializer.validated_data.items() if value is not None}
+
+
+def validated_config_with_secret(
+    serializer_class: type[serializers.Serializer],
+    config: Any,
+    *,
+    previous: dict[str, Any],
+    write_only_field: str,
+    url_field: str,
+) -> dict[str, Any]:
+    """Validate a configuration that holds one write-only secret and one outbound URL: the
+    secret is stored sealed; an update that leaves it out (or sends back what public_config
+    showed) keeps the stored one; the URL must pass the egress guard."""
+    from agents.egress import EgressRefused, check_url
+    from agents.secrets import is_sealed, seal
+
+    if not isinstance(config, dict):
+        raise serializers.ValidationError("Expected a JSON object.")
+    config = {key: value for key, value in config.items() if key != f"{write_only_field}_set"}
+    secret = config.get(write_only_field)
+    if is_sealed(secret):
+        del config[write_only_field]
+    validated = validated_config(serializer_class, config)
+    try:
+        check_url(validated[url_field])
+    except EgressRefused as refused:
+        raise serializers.ValidationError({url_field: [refused.message]}) from None
+    validated.pop(write_only_field, None)
+    if secret and not is_sealed(secret):
+        validated[write_only_field] = seal(secret)
+    elif is_sealed(previous.get(write_only_field)):
+        validated[write_only_field] = previous[write_only_field]
+    return validated
+
+
+def public_config_without(config: dict[str, Any], write_only_field: str) -> dict[str, Any]:
+    """A configuration as APIs show it: the secret replaced by whether one is set."""
+    public = {key: value for key, value in config.items() if key != write_only_field}
+    public[f"{write_only_field}_set"] = write_only_field in config
+    return public

@@ -19,9 +19,16 @@ from typing import Any
 import openai
 from rest_framework import serializers
 
-from agents.backends.base import AgentCall, ChoiceDelta, StreamItem, UsageReport, validated_config
-from agents.egress import EgressRefused, check_url, outbound_client
-from agents.secrets import is_sealed, seal, unseal
+from agents.backends.base import (
+    AgentCall,
+    ChoiceDelta,
+    StreamItem,
+    UsageReport,
+    public_config_without,
+    validated_config_with_secret,
+)
+from agents.egress import outbound_client
+from agents.secrets import unseal
 from agents.tokens import CHARS_PER_TOKEN, approx_prompt_tokens
 from config.errors import ApiError, GatewayTimeout, RateLimited, UpstreamError
 
@@ -86,28 +93,19 @@ class OpenAIConfigSerializer(serializers.Serializer):
 
 class OpenAIBackend:
     def validate_config(self, config: dict[str, Any], *, previous: dict[str, Any]) -> dict[str, Any]:
-        config = dict(config)
-        config.pop("api_key_set", None)  # from public_config: a read configuration may be sent back
-        secret = config.get("api_key")
-        if is_sealed(secret):  # a sealed value sent back unchanged
-            config.pop("api_key")
-            secret = None
-        validated = validated_config(OpenAIConfigSerializer, config)
-        try:
-            check_url(validated["base_url"])
-        except EgressRefused as refused:
-            raise serializers.ValidationError({"base_url": [refused.message]}) from None
-        validated.pop("api_key", None)
-        if secret:
-            validated["api_key"] = seal(secret)
-        elif is_sealed(previous.get("api_key")) and "api_key_env" not in validated:
-            validated["api_key"] = previous["api_key"]  # an update that leaves the key out keeps it
+        validated = validated_config_with_secret(
+            OpenAIConfigSerializer,
+            config,
+            previous=previous,
+            write_only_field="api_key",
+            url_field="base_url",
+        )
+        if "api_key_env" in validated:  # the key comes from the environment now
+            validated.pop("api_key", None)
         return validated
 
     def public_config(self, config: dict[str, Any]) -> dict[str, Any]:
-        public = {key: value for key, value in config.items() if key != "api_key"}
-        public["api_key_set"] = "api_key" in config
-        return public
+        return public_config_without(config, "api_key")
 
     def stream(self, call: AgentCall) -> Iterator[StreamItem]:
         config = call.backend_config

@@ -17,9 +17,16 @@ from typing import Any
 import httpx2
 from rest_framework import serializers
 
-from agents.backends.base import AgentCall, ChoiceDelta, StreamItem, UsageReport, validated_config
-from agents.egress import EgressRefused, check_url, outbound_client, read_capped
-from agents.secrets import is_sealed, seal, unseal
+from agents.backends.base import (
+    AgentCall,
+    ChoiceDelta,
+    StreamItem,
+    UsageReport,
+    public_config_without,
+    validated_config_with_secret,
+)
+from agents.egress import outbound_client, read_capped
+from agents.secrets import unseal
 from agents.tokens import approx_prompt_tokens, approx_tokens
 from agents.tools.signing import sign
 from config.errors import ApiError, GatewayTimeout, UpstreamError
@@ -39,32 +46,23 @@ class WebhookConfigSerializer(serializers.Serializer):
 
 class WebhookBackend:
     def validate_config(self, config: dict[str, Any], *, previous: dict[str, Any]) -> dict[str, Any]:
-        config = dict(config)
-        config.pop("secret_set", None)  # from public_config: a read configuration may be sent back
-        secret = config.get("secret")
-        if is_sealed(secret):
-            config.pop("secret")
-            secret = None
-        validated = validated_config(WebhookConfigSerializer, config)
-        try:
-            check_url(validated["url"])
-        except EgressRefused as refused:
-            raise serializers.ValidationError({"url": [refused.message]}) from None
-        validated.pop("secret", None)
-        if secret:
-            validated["secret"] = seal(secret)
-        elif is_sealed(previous.get("secret")):
-            validated["secret"] = previous["secret"]
-        else:
+        validated = validated_config_with_secret(
+            WebhookConfigSerializer, config, previous=previous, write_only_field="secret", url_field="url"
+        )
+        if "secret" not in validated:
             raise serializers.ValidationError(
-                {"secret": ["A signing secret is required (at least 16 characters)."]}
+                {
+                    "secret": [
+                        serializers.ErrorDetail(
+                            "A signing secret is required (at least 16 characters).", "required"
+                        )
+                    ]
+                }
             )
         return validated
 
     def public_config(self, config: dict[str, Any]) -> dict[str, Any]:
-        public = {key: value for key, value in config.items() if key != "secret"}
-        public["secret_set"] = "secret" in config
-        return public
+        return public_config_without(config, "secret")
 
     def stream(self, call: AgentCall) -> Iterator[StreamItem]:
         config = call.backend_config
