@@ -9,7 +9,7 @@ BIN = $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test test-embedded test-production lint
+.PHONY: install install-test run test test-embedded test-production lint
 
 install: $(VENV)/.installed
 
@@ -19,22 +19,38 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $@
 
+# The OIDC login tests run a real OpenID Connect provider (tests/oidc, the npm package
+# oidc-provider at the version its lockfile pins). Without npm they are skipped, except under
+# CI=true, where that is an error.
+OIDC_DIR = tests/oidc
+
+install-test: install $(OIDC_DIR)/node_modules/.installed
+
+$(OIDC_DIR)/node_modules/.installed: $(OIDC_DIR)/package.json $(OIDC_DIR)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		cd $(OIDC_DIR) && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	elif [ "$$CI" = "true" ]; then \
+		echo "npm is missing: the OIDC login tests need Node.js and npm." >&2; exit 1; \
+	else \
+		echo "npm is missing: the OIDC login tests will be skipped." >&2; \
+	fi
+
 run: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	$(BIN)/python manage.py seeddemo
 	$(BIN)/uvicorn config.asgi:application --host $(HOST) --port $(PORT) --lifespan off
 
-test: install
+test: install-test
 	bash tests/ensure_services.sh
 	$(BIN)/ruff check .
 	PARLEY_TEST_STACK=embedded $(BIN)/python -m pytest
 	PARLEY_TEST_STACK=production $(BIN)/python -m pytest
 
-test-embedded: install
+test-embedded: install-test
 	PARLEY_TEST_STACK=embedded $(BIN)/python -m pytest
 
-test-production: install
+test-production: install-test
 	bash tests/ensure_services.sh
 	PARLEY_TEST_STACK=production $(BIN)/python -m pytest
 

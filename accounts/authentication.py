@@ -1,5 +1,8 @@
-"""Bearer authentication for the API. One path: the DRF views use the class, the async chat
-view calls `authenticate_bearer` directly. JWT joins here with the accounts issue."""
+"""Bearer authentication for the API. One path for every endpoint: the DRF views use
+`ApiKeyAuthentication`, the async views call `authenticate_bearer` directly. A bearer is either
+an API key (`sk-parley-…`, bound to one organization) or a user's JWT access token, which acts in
+the organization that the `X-Organization` header names, else the user's default one, else their
+only one."""
 
 from __future__ import annotations
 
@@ -8,9 +11,12 @@ from dataclasses import dataclass
 from django.http import HttpRequest
 from rest_framework.authentication import BaseAuthentication
 
-from accounts.models import ApiKey, Organization, User
+from accounts.jwt import jwt_authenticate, looks_like_jwt
+from accounts.models import ApiKey, Membership, Organization, User
 from accounts.services import api_key_authenticate
-from config.errors import AuthenticationFailed
+from config.errors import AuthenticationFailed, PermissionDenied
+
+ORGANIZATION_HEADER = "X-Organization"
 
 
 @dataclass(frozen=True)
@@ -30,20 +36,55 @@ class Principal:
 def authenticate_bearer(request: HttpRequest) -> Principal:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
+    token = token.strip()
     if not header:
         raise AuthenticationFailed(
             "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.",
             code="missing_api_key",
         )
-    if scheme.lower() != "bearer" or not token.strip():
+    if scheme.lower() != "bearer" or not token:
         raise AuthenticationFailed("The Authorization header must be 'Bearer YOUR_KEY'.")
-    api_key = api_key_authenticate(raw_key=token.strip())
+    if looks_like_jwt(token):
+        user = jwt_authenticate(raw_token=token)
+        membership = _membership_to_act_in(user, request.headers.get(ORGANIZATION_HEADER, "").strip())
+        return Principal(organization=membership.organization, user=user, role=membership.role)
+    api_key = api_key_authenticate(raw_key=token)
     if api_key is None:
         raise AuthenticationFailed("Incorrect, revoked or expired API key provided.")
+    # An API key belongs to one organization: X-Organization has nothing to choose.
     return Principal(organization=api_key.organization, api_key=api_key)
 
 
+def _membership_to_act_in(user: User, organization_slug: str) -> Membership:
+    memberships = Membership.objects.select_related("organization").filter(user=user)
+    if organization_slug:
+        membership = memberships.filter(organization__slug=organization_slug).first()
+        if membership is None:
+            # An organization the user is not in and one that doesn't exist look the same.
+            raise PermissionDenied(
+                f"You are not a member of the organization named in the {ORGANIZATION_HEADER} header.",
+                param=ORGANIZATION_HEADER,
+            )
+        return membership
+    if user.default_organization_id is not None:
+        membership = memberships.filter(organization_id=user.default_organization_id).first()
+        if membership is not None:
+            return membership
+    candidates = list(memberships.order_by("id")[:2])
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise PermissionDenied("You are not a member of any organization.")
+    raise PermissionDenied(
+        f"You belong to several organizations and have no default one: name one in the "
+        f"{ORGANIZATION_HEADER} header.",
+        param=ORGANIZATION_HEADER,
+    )
+
+
 class ApiKeyAuthentication(BaseAuthentication):
+    """DRF's side of `authenticate_bearer`: API keys and JWT access tokens alike."""
+
     def authenticate(self, request: HttpRequest) -> tuple[Principal, ApiKey | None]:
         principal = authenticate_bearer(request)
         return principal, principal.api_key

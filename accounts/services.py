@@ -8,12 +8,19 @@ import secrets
 import string
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.text import slugify
 
-from accounts.models import ApiKey, AutomationSettings, Membership, Organization, User
+from accounts.models import ALL_SCOPES, ApiKey, AuditEvent, AutomationSettings, Membership, Organization, User
+from accounts.permissions import ROLE_PERMISSIONS, grantable_scopes
 from agents.services import agent_create_defaults
+from config.errors import Conflict, InvalidRequest, PermissionDenied
+
+if TYPE_CHECKING:
+    from accounts.authentication import Principal
 
 # Secret scanners look for this; it also tells a Parley key from an upstream provider's.
 API_KEY_MARKER = "sk-parley-"
@@ -42,6 +49,20 @@ def organization_create(*, slug: str, name: str = "", owner: User | None = None)
     return organization
 
 
+def personal_organization_create(*, user: User) -> Organization:
+    """The organization a user gets on first sign-in (an OAuth/OIDC login): they own it and it
+    becomes their default. Call inside the transaction that creates the user."""
+    base = slugify(user.username)[:48].strip("-") or "user"
+    slug = f"{base}-{secrets.token_hex(3)}"
+    while Organization.objects.filter(slug=slug).exists():
+        slug = f"{base}-{secrets.token_hex(3)}"
+    display = user.get_full_name() or user.username
+    organization = organization_create(slug=slug, name=f"{display}'s organization", owner=user)
+    User.objects.filter(pk=user.pk).update(default_organization=organization)
+    user.default_organization = organization
+    return organization
+
+
 def organization_get_or_create(*, slug: str) -> tuple[Organization, bool]:
     existing = Organization.objects.filter(slug=slug).first()
     if existing is not None:
@@ -64,7 +85,13 @@ def api_key_create(
     name: str,
     created_by: User | None = None,
     expires_at: datetime | None = None,
+    scopes: list[str] | None = None,
+    requests_per_minute: int | None = None,
+    tokens_per_day: int | None = None,
+    concurrent_turns: int | None = None,
 ) -> IssuedApiKey:
+    """Mint a key as told, with no check of who asks: for the operator's commands and for
+    `api_key_issue`, which holds the rules for everyone else."""
     prefix = API_KEY_MARKER + _random(_LOOKUP_LENGTH)
     raw_key = prefix + _random(_SECRET_LENGTH)
     api_key = ApiKey.objects.create(
@@ -75,12 +102,30 @@ def api_key_create(
         last_four=raw_key[-4:],
         created_by=created_by,
         expires_at=expires_at,
+        scopes=list(ALL_SCOPES) if scopes is None else list(scopes),
+        requests_per_minute=requests_per_minute,
+        tokens_per_day=tokens_per_day,
+        concurrent_turns=concurrent_turns,
     )
     return IssuedApiKey(api_key=api_key, secret=raw_key)
 
 
-def api_key_revoke(*, api_key: ApiKey) -> None:
-    ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+def api_key_revoke(*, api_key: ApiKey, actor: Principal | None = None) -> ApiKey:
+    """Revoke the key from now on; revoking a revoked key changes nothing. Returns it fresh."""
+    with transaction.atomic():
+        revoked = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(
+            revoked_at=timezone.now()
+        )
+        if revoked:
+            _audit(
+                organization_id=api_key.organization_id,
+                actor=actor,
+                action="api_key.revoked",
+                target=_key_target(api_key),
+                data={"name": api_key.name, "prefix": api_key.prefix, "last_four": api_key.last_four},
+            )
+    api_key.refresh_from_db()
+    return api_key
 
 
 def api_key_authenticate(*, raw_key: str) -> ApiKey | None:
@@ -100,3 +145,246 @@ def api_key_authenticate(*, raw_key: str) -> ApiKey | None:
     ):
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
     return api_key
+
+
+# --- keys made through the API: never more than their maker may do ----------------------------
+
+KEY_LIMIT_NAMES = ("requests_per_minute", "tokens_per_day", "concurrent_turns")
+
+
+def _key_target(api_key: ApiKey) -> str:
+    return f"api_key:{api_key.pk}"
+
+
+def _audit(
+    *, organization_id: int, actor: Principal | None, action: str, target: str, data: dict[str, Any]
+) -> AuditEvent:
+    """Record who did what. Callers pass only public facts: never a key's secret or hash."""
+    return AuditEvent.objects.create(
+        organization_id=organization_id,
+        actor_user=actor.user if actor is not None else None,
+        actor_api_key=actor.api_key if actor is not None else None,
+        action=action,
+        target=target,
+        data=data,
+    )
+
+
+def _acting_user(principal: Principal) -> User | None:
+    # A key made by a key answers to the person behind the first one.
+    if principal.user is not None:
+        return principal.user
+    return principal.api_key.created_by if principal.api_key is not None else None
+
+
+def _scopes_to_grant(principal: Principal, requested: list[str] | None) -> list[str]:
+    grantable = grantable_scopes(principal)
+    if requested is None:
+        if not grantable:
+            raise PermissionDenied("You hold no scope that a key could be given.", param="scopes")
+        return grantable
+    beyond = [scope for scope in requested if scope not in grantable]
+    if beyond:
+        raise PermissionDenied(
+            f"A key cannot hold more than its creator may do: you may not grant the '{beyond[0]}' scope.",
+            param="scopes",
+            code="scope_not_grantable",
+        )
+    return [scope for scope in ALL_SCOPES if scope in requested]
+
+
+def _cap_by_parent_key(
+    parent: ApiKey, *, expires_at: datetime | None, limits: dict[str, int | None]
+) -> tuple[datetime | None, dict[str, int | None]]:
+    """A key made by a key lives no longer and may do no more per minute, day or moment than
+    its maker: what is left out is inherited, what is larger is refused."""
+    if parent.expires_at is not None:
+        if expires_at is None:
+            expires_at = parent.expires_at
+        elif expires_at > parent.expires_at:
+            raise PermissionDenied(
+                "A key cannot outlive the key that creates it.",
+                param="expires_at",
+                code="limit_not_grantable",
+            )
+    capped = dict(limits)
+    for name in KEY_LIMIT_NAMES:
+        ceiling = getattr(parent, name)
+        if ceiling is None:
+            continue
+        if capped.get(name) is None:
+            capped[name] = ceiling
+        elif capped[name] > ceiling:
+            raise PermissionDenied(
+                f"A key cannot have a higher {name} than the key that creates it ({ceiling}).",
+                param=name,
+                code="limit_not_grantable",
+            )
+    return expires_at, capped
+
+
+def api_key_issue(
+    *,
+    principal: Principal,
+    name: str,
+    scopes: list[str] | None = None,
+    expires_at: datetime | None = None,
+    requests_per_minute: int | None = None,
+    tokens_per_day: int | None = None,
+    concurrent_turns: int | None = None,
+) -> IssuedApiKey:
+    """Mint a key in the principal's organization on the principal's behalf. The key holds the
+    requested scopes (default: all the principal may grant) and never more than the principal:
+    a user grants at most their role's permissions, a key at most its own scopes, expiry and
+    limits. Refusals raise PermissionDenied and create nothing."""
+    if expires_at is not None and expires_at <= timezone.now():
+        raise InvalidRequest("expires_at must be in the future.", param="expires_at", code="invalid_value")
+    granted = _scopes_to_grant(principal, scopes)
+    limits: dict[str, int | None] = {
+        "requests_per_minute": requests_per_minute,
+        "tokens_per_day": tokens_per_day,
+        "concurrent_turns": concurrent_turns,
+    }
+    if principal.api_key is not None:
+        expires_at, limits = _cap_by_parent_key(principal.api_key, expires_at=expires_at, limits=limits)
+    with transaction.atomic():
+        issued = api_key_create(
+            organization=principal.organization,
+            name=name,
+            created_by=_acting_user(principal),
+            expires_at=expires_at,
+            scopes=granted,
+            **limits,
+        )
+        api_key = issued.api_key
+        _audit(
+            organization_id=principal.organization.pk,
+            actor=principal,
+            action="api_key.created",
+            target=_key_target(api_key),
+            data={
+                "name": api_key.name,
+                "prefix": api_key.prefix,
+                "last_four": api_key.last_four,
+                "scopes": granted,
+                "expires_at": expires_at.isoformat() if expires_at else None,
+                **limits,
+            },
+        )
+    return issued
+
+
+# --- members: owners manage them; an organization always keeps an owner ------------------------
+
+
+def _lock_organization(organization: Organization) -> None:
+    # Membership changes of one organization queue here, so that two owners demoting each
+    # other at once cannot leave it with none.
+    Organization.objects.select_for_update().filter(pk=organization.pk).first()
+
+
+def _owner_count(organization: Organization) -> int:
+    return Membership.objects.filter(organization=organization, role=Membership.Role.OWNER).count()
+
+
+def _refuse_losing_the_last_owner(membership: Membership) -> None:
+    if membership.role == Membership.Role.OWNER and _owner_count(membership.organization) <= 1:
+        raise Conflict("An organization needs an owner: make someone else an owner first.", code="last_owner")
+
+
+def _api_keys_cap_to_role(*, membership: Membership, role: str | None, actor: Principal | None) -> None:
+    """Keep the keys a person made within what they may do now: scopes beyond their new role
+    are taken away, and a key left with none (or a person who left) is revoked."""
+    allowed = ROLE_PERMISSIONS.get(role or "", frozenset())
+    keys = ApiKey.objects.filter(
+        organization=membership.organization, created_by=membership.user, revoked_at__isnull=True
+    )
+    for api_key in keys:
+        kept = [scope for scope in api_key.scopes if scope in allowed]
+        if kept == list(api_key.scopes):
+            continue
+        if not kept:
+            api_key_revoke(api_key=api_key, actor=actor)
+            continue
+        ApiKey.objects.filter(pk=api_key.pk).update(scopes=kept)
+        _audit(
+            organization_id=membership.organization_id,
+            actor=actor,
+            action="api_key.scopes_reduced",
+            target=_key_target(api_key),
+            data={"name": api_key.name, "prefix": api_key.prefix, "scopes": kept},
+        )
+
+
+def membership_add(
+    *, organization: Organization, user: User, role: str, actor: Principal | None = None
+) -> Membership:
+    """Add an existing user to the organization. A user with no default organization gets this
+    one. Conflict when they are a member already."""
+    try:
+        with transaction.atomic():
+            membership = Membership.objects.create(user=user, organization=organization, role=role)
+            if user.default_organization_id is None:
+                User.objects.filter(pk=user.pk, default_organization__isnull=True).update(
+                    default_organization=organization
+                )
+            _audit(
+                organization_id=organization.pk,
+                actor=actor,
+                action="member.added",
+                target=f"user:{user.pk}",
+                data={"username": user.username, "role": role},
+            )
+    except IntegrityError:
+        raise Conflict(f"'{user.username}' is already a member.", code="member_exists") from None
+    return membership
+
+
+def membership_change_role(
+    *, membership: Membership, role: str, actor: Principal | None = None
+) -> Membership:
+    """Change a member's role; Conflict when that would leave the organization without an owner."""
+    with transaction.atomic():
+        _lock_organization(membership.organization)
+        membership = Membership.objects.select_related("user", "organization").get(pk=membership.pk)
+        previous = membership.role
+        if previous == role:
+            return membership
+        if role != Membership.Role.OWNER:
+            _refuse_losing_the_last_owner(membership)
+        Membership.objects.filter(pk=membership.pk).update(role=role)
+        membership.role = role
+        _audit(
+            organization_id=membership.organization_id,
+            actor=actor,
+            action="member.role_changed",
+            target=f"user:{membership.user_id}",
+            data={"username": membership.user.username, "from": previous, "to": role},
+        )
+        _api_keys_cap_to_role(membership=membership, role=role, actor=actor)
+    return membership
+
+
+def membership_remove(*, membership: Membership, actor: Principal | None = None) -> None:
+    """Remove a member and revoke the keys they made here; Conflict for the last owner."""
+    with transaction.atomic():
+        _lock_organization(membership.organization)
+        membership = Membership.objects.select_related("user", "organization").get(pk=membership.pk)
+        _refuse_losing_the_last_owner(membership)
+        _api_keys_cap_to_role(membership=membership, role=None, actor=actor)
+        membership.delete()
+        user = membership.user
+        if user.default_organization_id == membership.organization_id:
+            other = (
+                Membership.objects.filter(user=user)
+                .order_by("created")
+                .values_list("organization_id", flat=True)
+            ).first()
+            User.objects.filter(pk=user.pk).update(default_organization_id=other)
+        _audit(
+            organization_id=membership.organization_id,
+            actor=actor,
+            action="member.removed",
+            target=f"user:{user.pk}",
+            data={"username": user.username, "role": membership.role},
+        )

@@ -101,6 +101,13 @@ class RateLimited(ApiError):
     default_code = "rate_limit_exceeded"
 
 
+class InsufficientQuota(RateLimited):
+    """A quota used up for the period (tokens per day), as OpenAI names it."""
+
+    error_type = "insufficient_quota"
+    default_code = "insufficient_quota"
+
+
 class ServerError(ApiError):
     status = 500
     error_type = "server_error"

@@ -1,11 +1,21 @@
 from django.contrib import admin
-from django.urls import path
+from django.contrib.auth.decorators import login_required
+from django.urls import include, path
+from django.views.generic import TemplateView
 
+from accounts.api.auth import LogoutView, SessionTokenView, TokenObtainView, TokenRefreshView, TokenVerifyView
+from accounts.api.automation import AutomationSettingsView
+from accounts.api.keys import ApiKeyDetailView, ApiKeyListView
+from accounts.api.members import MemberDetailView, MemberListView
 from agents.api.views import AgentDetailView, AgentListView
 from agents.views import ModelDetailView, ModelListView
 from config.health import healthz, readyz
+from config.openapi.views import DocsView, SchemaView
+from sessions.api.usage import UsageView
 from sessions.api.views import (
     SessionDetailView,
+    SessionExportView,
+    SessionForkView,
     SessionListView,
     TurnCancelView,
     TurnDetailView,
@@ -16,20 +26,45 @@ from sessions.api.views import (
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("healthz", healthz),
-    path("readyz", readyz),
-    path("v1/chat/completions", chat_completions),
-    path("api/v1/chat/completions", chat_completions),
-    path("api/ai/chat/completions", chat_completions),
-    path("v1/models", ModelListView.as_view()),
-    path("v1/models/<str:slug>", ModelDetailView.as_view()),
-    path("v1/agents", AgentListView.as_view()),
-    path("v1/agents/<str:slug>", AgentDetailView.as_view()),
-    path("v1/sessions", SessionListView.as_view()),
-    path("v1/sessions/<str:session_id>", SessionDetailView.as_view()),
-    path("v1/turns/<str:turn_id>", TurnDetailView.as_view()),
-    path("v1/turns/<str:turn_id>/events", turn_events),
-    path("v1/turns/<str:turn_id>/cancel", TurnCancelView.as_view()),
+    # Signing in: JWT pairs for the API; allauth's browser sign-in (passwords, identity providers).
+    path("v1/auth/token", TokenObtainView.as_view(), name="auth-token"),
+    path("v1/auth/token/refresh", TokenRefreshView.as_view(), name="auth-token-refresh"),
+    path("v1/auth/token/verify", TokenVerifyView.as_view(), name="auth-token-verify"),
+    path("v1/auth/logout", LogoutView.as_view(), name="auth-logout"),
+    path("v1/auth/oidc/token", SessionTokenView.as_view(), name="auth-oidc-token"),
+    path(
+        "accounts/api-token/",
+        login_required(TemplateView.as_view(template_name="account/api_token.html")),
+        name="account-api-token",
+    ),
+    path("accounts/", include("allauth.urls")),
+    path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
+    # The API's OpenAPI description and its docs page (config/openapi/); both public.
+    path("v1/openapi.json", SchemaView.as_view(), name="openapi-schema"),
+    path("v1/docs", DocsView.as_view(), name="docs"),
+    path("v1/chat/completions", chat_completions, name="chat-completions"),
+    path("api/v1/chat/completions", chat_completions, name="chat-completions"),
+    path("api/ai/chat/completions", chat_completions, name="chat-completions"),
+    path("v1/models", ModelListView.as_view(), name="models"),
+    path("v1/models/<str:slug>", ModelDetailView.as_view(), name="model-detail"),
+    path("v1/agents", AgentListView.as_view(), name="agents"),
+    path("v1/agents/<str:slug>", AgentDetailView.as_view(), name="agent-detail"),
+    path("v1/sessions", SessionListView.as_view(), name="sessions"),
+    path("v1/sessions/<str:session_id>", SessionDetailView.as_view(), name="session-detail"),
+    path("v1/sessions/<str:session_id>/export", SessionExportView.as_view(), name="session-export"),
+    path("v1/sessions/<str:session_id>/fork", SessionForkView.as_view(), name="session-fork"),
+    path("v1/settings/automation", AutomationSettingsView.as_view(), name="automation-settings"),
+    path("v1/turns/<str:turn_id>", TurnDetailView.as_view(), name="turn-detail"),
+    path("v1/turns/<str:turn_id>/events", turn_events, name="turn-events"),
+    path("v1/turns/<str:turn_id>/cancel", TurnCancelView.as_view(), name="turn-cancel"),
+    path("v1/api-keys", ApiKeyListView.as_view(), name="api-keys"),
+    path("v1/api-keys/<str:key_id>", ApiKeyDetailView.as_view(), name="api-key-detail"),
+    path("v1/members", MemberListView.as_view(), name="members"),
+    path("v1/members/<str:user_id>", MemberDetailView.as_view(), name="member-detail"),
+    path("v1/usage", UsageView.as_view(), name="usage"),
     # NLX-style; last, so that it never shadows the paths above.
-    path("<str:deployment>/<str:channel>/chat/completions", nlx_chat_completions),
+    path(
+        "<str:deployment>/<str:channel>/chat/completions", nlx_chat_completions, name="nlx-chat-completions"
+    ),
 ]

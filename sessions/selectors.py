@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from django.db.models import QuerySet
+from django.db.models.fields.json import KeyTransform
 
 from sessions.models import Message, Session, Turn
 
@@ -16,12 +19,43 @@ def session_get(*, organization: Organization, session_id: str) -> Session | Non
     return Session.objects.filter(organization=organization, external_id=session_id).first()
 
 
-def session_list(*, organization: Organization) -> QuerySet[Session]:
-    return Session.objects.filter(organization=organization).select_related("agent")
+@dataclass(frozen=True)
+class SessionFilters:
+    """What GET /v1/sessions narrows the list to; None (or empty) filters nothing."""
+
+    agent: str | None = None  # the agent's slug
+    end_user: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)  # every key must hold its value
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+def session_list(*, organization: Organization, filters: SessionFilters | None = None) -> QuerySet[Session]:
+    sessions = Session.objects.filter(organization=organization).select_related("agent")
+    if filters is None:
+        return sessions
+    if filters.agent is not None:
+        sessions = sessions.filter(agent__slug=filters.agent)
+    if filters.end_user is not None:
+        sessions = sessions.filter(end_user=filters.end_user)
+    for index, (key, value) in enumerate(filters.metadata.items()):
+        # A key transform by expression: a key holding "__" is a key, not a nested lookup. The
+        # value is compared as a JSON string, on SQLite and PostgreSQL alike.
+        alias = f"metadata_filter_{index}"
+        sessions = sessions.alias(**{alias: KeyTransform(key, "metadata")}).filter(**{alias: value})
+    if filters.created_after is not None:
+        sessions = sessions.filter(created__gt=filters.created_after)
+    if filters.created_before is not None:
+        sessions = sessions.filter(created__lt=filters.created_before)
+    return sessions
 
 
 def session_transcript(*, session: Session) -> list[Message]:
     return list(Message.objects.filter(session=session).order_by("seq"))
+
+
+def session_turns(*, session: Session) -> list[Turn]:
+    return list(Turn.objects.filter(session=session).order_by("position"))
 
 
 def turn_get(*, organization: Organization, turn_id: str) -> Turn | None:

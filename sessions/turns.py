@@ -21,20 +21,29 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
+from rest_framework.exceptions import ErrorDetail
 
+from accounts.automation import automation_get
 from agents.backends import backend_for
 from agents.backends.base import AgentCall, ChoiceDelta
 from agents.selectors import agent_get_enabled
 from agents.tools import server_tools_for
 from agents.tools.base import ToolContext
-from config.errors import ApiError, Conflict, InvalidRequest, NotFound, ServerError
+from config.errors import ApiError, Conflict, InvalidRequest, NotFound, ServerError, validation_error
 from sessions.agent_loop import StoredMessage, ToolStep, run_agent_loop
 from sessions.events import CHUNK, DONE, ERROR, TOOL_STEP, USAGE, publish_turn_events
 from sessions.executors import turn_executor
 from sessions.history import history_window
+from sessions.limits import turn_limits_renew
 from sessions.models import Session, Turn
 from sessions.selectors import session_transcript, turn_by_idempotency_key
-from sessions.services import session_resolve, transcript_append
+from sessions.services import (
+    session_auto_title,
+    session_record_turn,
+    session_resolve,
+    transcript_append,
+    transcript_reset,
+)
 from sessions.streaming import (
     FLUSH_SECONDS,
     EventWriter,
@@ -49,6 +58,7 @@ from sessions.streaming import (
     usage_payload,
 )
 from sessions.transcript import answer_open_tool_calls, unseen_messages
+from sessions.usage import turn_usage_record
 
 if TYPE_CHECKING:
     from accounts.models import ApiKey, Organization
@@ -62,7 +72,7 @@ Status = Turn.Status
 class TurnRequest:
     """A validated chat request, as the API layer hands it over."""
 
-    agent_slug: str
+    agent_slug: str | None  # None: the organization's default agent
     session_id: str | None
     messages: list[dict[str, Any]]
     params: dict[str, Any]
@@ -81,7 +91,12 @@ def turn_submit(
     A request that repeats an earlier one is answered by the earlier turn instead of storing
     its messages again: the same `Idempotency-Key`, or the same request to the same session
     as its last turn, when the client says it is retrying (the OpenAI SDK does) or within
-    PARLEY_RETRY_WINDOW_SECONDS."""
+    PARLEY_RETRY_WINDOW_SECONDS.
+
+    A request without `model` goes to the organization's default agent. `session_reset` in the
+    params starts the transcript over, when the turn stores its messages (_turn_store_input)."""
+    if request.agent_slug is None:
+        request = replace(request, agent_slug=_default_agent_slug(organization))
     fingerprint = _fingerprint(request)
     if idempotency_key:
         earlier = _turn_for_idempotency_key(organization, idempotency_key, fingerprint)
@@ -99,13 +114,23 @@ def turn_submit(
     with transaction.atomic():
         session = session_resolve(organization=organization, session_id=request.session_id, agent=agent)
         if session is not None:
-            session = Session.objects.select_for_update().get(pk=session.pk)
+            locked = Session.objects.select_for_update().filter(pk=session.pk).first()
+            if locked is None:  # deleted meanwhile (idle sweep, DELETE): as if it had never been
+                session = session_resolve(
+                    organization=organization, session_id=request.session_id, agent=agent
+                )
+                locked = Session.objects.select_for_update().get(pk=session.pk)
+            session = locked
             earlier = _retried_turn(session, fingerprint, client_retry)
             if earlier is not None:
                 return earlier
         if any(message["role"] == "tool" for message in request.messages):
+            # After a reset, a tool result can only answer a call of the request itself.
+            keeps_transcript = session is not None and not request.params.get("session_reset")
             stored = (
-                [message.as_openai() for message in session_transcript(session=session)] if session else []
+                [message.as_openai() for message in session_transcript(session=session)]
+                if keeps_transcript
+                else []
             )
             request = replace(request, messages=answer_open_tool_calls(stored, request.messages))
         try:
@@ -129,9 +154,24 @@ def turn_submit(
                 raise
             return earlier
         if session is not None:
-            Session.objects.filter(pk=session.pk).update(turn_count=F("turn_count") + 1)
+            session_record_turn(session=session, agent=agent, end_user=request.params.get("user"))
         transaction.on_commit(lambda: turn_executor().submit(turn.id))
     return turn
+
+
+def _default_agent_slug(organization: Organization) -> str:
+    default = automation_get(organization=organization).default_agent
+    if default is None:
+        raise validation_error(
+            {
+                "model": [
+                    ErrorDetail(
+                        "This field is required (the organization has no default agent).", code="required"
+                    )
+                ]
+            }
+        )
+    return default.slug
 
 
 def _fingerprint(request: TurnRequest) -> str:
@@ -289,7 +329,10 @@ class _OwnershipWatch:
         if now >= self._next_renewal:
             self._next_renewal = now + settings.PARLEY_TURN_LEASE_SECONDS / 3
             lease = timezone.now() + timedelta(seconds=settings.PARLEY_TURN_LEASE_SECONDS)
-            return bool(_fenced(self.turn).update(lease_expires_at=lease))
+            renewed = bool(_fenced(self.turn).update(lease_expires_at=lease))
+            if renewed:
+                turn_limits_renew(self.turn)  # its concurrency slot lives as long as its lease
+            return renewed
         if now >= self._next_check:
             self._next_check = now + self.CHECK_SECONDS
             return _fenced(self.turn).exists()
@@ -325,12 +368,17 @@ def _turn_claim(turn_id: str) -> Turn | None:
 
 def _turn_store_input(turn: Turn) -> list[dict[str, Any]]:
     """Append the turn's new messages to the transcript (once, even when a turn is taken over)
-    and return the conversation as the agent sees it."""
+    and return the conversation as the agent sees it.
+
+    Done when the turn is claimed, not when it was requested, so that `session_reset` and
+    auto-titling act in the order the session's turns run. The organization's history window,
+    when set, wins over the agent's."""
     agent = turn.agent
+    automation = automation_get(organization=turn.organization)
     system = [{"role": "system", "content": agent.system_prompt}] if agent and agent.system_prompt else []
     window = {
-        "max_messages": agent.history_max_messages if agent else None,
-        "max_tokens": agent.history_max_tokens if agent else None,
+        "max_messages": _first_set(automation.history_max_messages, agent and agent.history_max_messages),
+        "max_tokens": _first_set(automation.history_max_tokens, agent and agent.history_max_tokens),
     }
     if turn.session_id is None:
         return system + history_window(turn.input_messages, **window)
@@ -338,11 +386,20 @@ def _turn_store_input(turn: Turn) -> list[dict[str, Any]]:
         session = Session.objects.select_for_update().get(pk=turn.session_id)
         transcript = session_transcript(session=session)
         if not any(message.turn_id == turn.id for message in transcript):
+            if turn.params.get("session_reset"):
+                transcript_reset(session=session)
+                transcript = []
             stored = [message.as_openai() for message in transcript]
             transcript += transcript_append(
                 session=session, messages=unseen_messages(stored, turn.input_messages), turn=turn
             )
+            if automation.auto_title and not session.title:
+                session_auto_title(session=session, transcript=transcript)
     return system + history_window([message.as_openai() for message in transcript], **window)
+
+
+def _first_set(*values: int | None) -> int | None:
+    return next((value for value in values if value is not None), None)
 
 
 def _fenced(turn: Turn):
@@ -374,6 +431,7 @@ def _turn_finish(
             )
         if not _fenced(turn).update(**fields):
             return  # cancelled or taken over meanwhile: the new owner finishes it
+        turn_usage_record(turn=turn, status=status, usage=fields.get("usage"), finished_at=now)
         if session is not None:
             transcript_append(session=session, messages=stored, turn=turn)
         store_events(turn.id, events)
@@ -388,13 +446,15 @@ def _turn_finish_cancelled(
     writer.add(ERROR, TURN_CANCELLED.payload())
     events = writer.take_pending()
     choices = reply.choices(complete_calls_only=True)
+    finished_at, usage = timezone.now(), usage_payload(reply.usage)
     with transaction.atomic():
         session = Session.objects.select_for_update().get(pk=turn.session_id) if turn.session_id else None
         updated = Turn.objects.filter(
             pk=turn.pk, status=Status.CANCELLED, attempts=turn.attempts, finished_at__isnull=True
-        ).update(finished_at=timezone.now(), output={"choices": choices}, usage=usage_payload(reply.usage))
+        ).update(finished_at=finished_at, output={"choices": choices}, usage=usage)
         if not updated:
             return
+        turn_usage_record(turn=turn, status=Status.CANCELLED, usage=usage, finished_at=finished_at)
         if session is not None:
             transcript_append(session=session, messages=stored, turn=turn)
         store_events(turn.id, events)
@@ -417,6 +477,7 @@ def turn_cancel(*, turn: Turn) -> Turn:
         if queued:
             events = [{"seq": next_event_seq(turn.id), "kind": ERROR, "data": TURN_CANCELLED.payload()}]
             store_events(turn.id, events)
+            turn_usage_record(turn=turn, status=Status.CANCELLED, usage=None, finished_at=now)
         elif Turn.objects.filter(pk=turn.pk, status=Status.RUNNING).update(
             status=Status.CANCELLED, error=cancelled_error
         ):

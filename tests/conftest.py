@@ -14,22 +14,29 @@ from pathlib import Path
 import openai
 import pytest
 from django.conf import settings
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.db import connection
 
-from accounts.models import ApiKey, Organization
+from accounts.models import ApiKey, Membership, Organization, User
 from accounts.services import api_key_create, organization_create
-from tests import fakes
+from tests import fakes, oidc_provider
 from tests.fakes import FakeServer
 from tests.live import Stack, database_url, running_stack
+from tests.oidc_provider import OidcListener, OidcProvider
 
 STACK = os.environ.get("PARLEY_TEST_STACK", "embedded")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if STACK == "embedded":
-        return
-    # The production pass runs what depends on the run mode; the rest ran in the embedded pass.
-    keep = [item for item in items if "stack" in getattr(item, "fixturenames", ())]
+        keep = [item for item in items if item.get_closest_marker("production_only") is None]
+    else:
+        # The production pass runs what depends on the run mode; the rest ran in the embedded pass.
+        keep = [
+            item
+            for item in items
+            if "stack" in getattr(item, "fixturenames", ()) or item.get_closest_marker("production_only")
+        ]
     dropped = [item for item in items if item not in keep]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
@@ -77,14 +84,45 @@ def fake_webhook() -> Iterator[FakeServer]:
     server.stop()
 
 
+# The live servers sign JWTs with this key, so tests can forge tokens with it (expired ones) or
+# without it (another key).
+JWT_SIGNING_KEY = "parley-tests-jwt-signing-key-0123456789abcdef"
+
+
 @pytest.fixture(scope="session")
-def stack(django_db_setup, django_db_blocker, fake_upstream, fake_webhook) -> Iterator[Stack]:
+def oidc_listener() -> Iterator[OidcListener]:
+    """The test OIDC provider's port and client, reserved before the stack starts so that the
+    stack is configured with them (the provider itself starts in `oidc`)."""
+    listener = oidc_provider.reserve()
+    yield listener
+    listener.sock.close()
+
+
+@pytest.fixture(scope="session")
+def stack(django_db_setup, django_db_blocker, fake_upstream, fake_webhook, oidc_listener) -> Iterator[Stack]:
     with django_db_blocker.unblock():
         db_url = database_url(connection.settings_dict)
     log_dir = Path(tempfile.mkdtemp(prefix="parley-test-logs-"))
     shared = {"PARLEY_SECRETS_KEY": settings.PARLEY_SECRETS_KEY}
+    shared.update(oidc_listener.parley_env())
+    # Sign-in tests hold a browser session over plain HTTP on loopback.
+    shared.update(PARLEY_JWT_SIGNING_KEY=JWT_SIGNING_KEY, SECURE_COOKIES="false")
     with running_stack(STACK, db_url, settings.RUN_ID, log_dir, shared) as live:
         yield live
+
+
+@pytest.fixture(scope="session")
+def oidc(stack: Stack, oidc_listener: OidcListener) -> Iterator[OidcProvider]:
+    """A real OpenID Connect provider on loopback whose client redirects to the live stack.
+    Without Node.js or the npm package it skips the test, and fails it under CI=true."""
+    missing = oidc_provider.missing_requirement()
+    if missing:
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail(f"The OIDC login tests cannot run: {missing}.", pytrace=False)
+        pytest.skip(f"OIDC provider unavailable: {missing}")
+    provider = oidc_provider.start(oidc_listener, stack.url, stack.logs[-1].parent)
+    yield provider
+    oidc_provider.stop(provider)
 
 
 @dataclass
@@ -110,6 +148,61 @@ def tenant() -> Tenant:
 def other_tenant() -> Tenant:
     """Another organization, whose objects must look missing to `tenant`."""
     return make_tenant("globex")
+
+
+@dataclass
+class Person:
+    """A user with a role in a tenant's organization, and the password to sign in with."""
+
+    user: User
+    password: str
+    role: str
+    organization: Organization
+
+
+def live_password_hash(password: str) -> str:
+    """A hash the live servers can check: theirs are production's hashers, not the tests' MD5;
+    PBKDF2 with few iterations keeps signing in quick."""
+    hasher = PBKDF2PasswordHasher()
+    return hasher.encode(password, hasher.salt(), iterations=1000)
+
+
+def make_person(tenant: Tenant, role: str) -> Person:
+    password = f"pw-{uuid.uuid4().hex}"
+    user = User.objects.create(
+        username=f"{role}-{uuid.uuid4().hex[:10]}",
+        email=f"{role}-{uuid.uuid4().hex[:10]}@example.com",
+        password=live_password_hash(password),
+        default_organization=tenant.organization,
+    )
+    Membership.objects.create(user=user, organization=tenant.organization, role=role)
+    return Person(user=user, password=password, role=role, organization=tenant.organization)
+
+
+def make_key(tenant: Tenant, scopes: list[str], **fields) -> str:
+    """A key of the tenant with only these scopes; the secret."""
+    return api_key_create(organization=tenant.organization, name="scoped", scopes=scopes, **fields).secret
+
+
+@pytest.fixture
+def org_owner(tenant: Tenant) -> Person:
+    return make_person(tenant, Membership.Role.OWNER)
+
+
+@pytest.fixture
+def org_admin(tenant: Tenant) -> Person:
+    return make_person(tenant, Membership.Role.ADMIN)
+
+
+@pytest.fixture
+def org_member(tenant: Tenant) -> Person:
+    return make_person(tenant, Membership.Role.MEMBER)
+
+
+@pytest.fixture
+def outsider(other_tenant: Tenant) -> Person:
+    """The owner of another organization."""
+    return make_person(other_tenant, Membership.Role.OWNER)
 
 
 @pytest.fixture

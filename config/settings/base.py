@@ -3,6 +3,7 @@ those of the embedded mode (SQLite, in-process executor, in-memory channel layer
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -107,6 +108,9 @@ else:
     CHANNEL_LAYERS = {
         "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}
     }
+# Where the rate limits and quotas are counted in Redis (accounts/limits.py): a prefix of their
+# keys, so that deployments (or test runs) can share one Redis.
+PARLEY_LIMITS_PREFIX = env_str("PARLEY_LIMITS_PREFIX", env_str("PARLEY_CHANNEL_PREFIX", "parley"))
 
 PARLEY_EXECUTOR = env_str("PARLEY_EXECUTOR", "inline")
 if PARLEY_EXECUTOR not in {"inline", "celery"}:
@@ -167,7 +171,8 @@ LANGUAGE_CODE = "en-us"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.ApiKeyAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # One table says who may call what (accounts/permissions.py).
+    "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.EndpointPermission"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "config.errors.drf_exception_handler",
@@ -187,3 +192,139 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.server": {"level": "WARNING"}},
 }
+
+# --- Users: JWT bearer tokens, sign-in through identity providers (accounts/jwt.py, oidc.py) -----
+INSTALLED_APPS += [
+    "rest_framework_simplejwt.token_blacklist",
+    "allauth",
+    "allauth.account",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
+    "allauth.socialaccount.providers.google",
+    "allauth.socialaccount.providers.github",
+]
+MIDDLEWARE += ["allauth.account.middleware.AccountMiddleware"]
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
+
+PARLEY_JWT_SIGNING_KEY = env_str("PARLEY_JWT_SIGNING_KEY")
+if PARLEY_JWT_SIGNING_KEY and len(PARLEY_JWT_SIGNING_KEY) < 32:
+    raise ImproperlyConfigured("PARLEY_JWT_SIGNING_KEY must be at least 32 characters long.")
+SIMPLE_JWT = {
+    # Pinned: a token is decoded with exactly this algorithm, never with the one it names.
+    "ALGORITHM": "HS256",
+    "SIGNING_KEY": PARLEY_JWT_SIGNING_KEY or SECRET_KEY,
+    "VERIFYING_KEY": "",
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("PARLEY_JWT_ACCESS_MINUTES", 15)),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("PARLEY_JWT_REFRESH_DAYS", 7)),
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    "UPDATE_LAST_LOGIN": True,
+    # The immutable primary key, never the username (which an operator may change).
+    "USER_ID_FIELD": "id",
+    "USER_ID_CLAIM": "sub",
+    "AUTH_HEADER_TYPES": ("Bearer",),
+    "LEEWAY": 0,
+}
+
+ACCOUNT_ADAPTER = "accounts.oidc.AccountAdapter"
+SOCIALACCOUNT_ADAPTER = "accounts.oidc.SocialAccountAdapter"
+# After signing in in the browser, a page that trades the session for a JWT pair.
+LOGIN_REDIRECT_URL = "/accounts/api-token/"
+ACCOUNT_LOGOUT_REDIRECT_URL = "/accounts/login/"
+ACCOUNT_SIGNUP_FIELDS = ["email*", "username*", "password1*", "password2*"]
+ACCOUNT_UNIQUE_EMAIL = True
+# A first sign-in through a provider creates the user and a personal organization.
+PARLEY_SOCIAL_SIGNUP = env_bool("PARLEY_SOCIAL_SIGNUP", True)
+SOCIALACCOUNT_AUTO_SIGNUP = True
+# Starting a sign-in takes a POST with the CSRF token: another site cannot start one.
+SOCIALACCOUNT_LOGIN_ON_GET = False
+# Parley needs the provider's identity, not its tokens: they are not kept.
+SOCIALACCOUNT_STORE_TOKENS = False
+SOCIALACCOUNT_QUERY_EMAIL = True
+# A sign-in joins an existing user by email only when the provider says it verified the address
+# (allauth ignores unverified ones here) and then links the provider account to that user.
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = True
+SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = True
+# Parley sends no verification mail of its own: the provider's `email_verified` is recorded.
+SOCIALACCOUNT_EMAIL_VERIFICATION = "none"
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+
+
+def _oauth_apps(client_id_variable: str, secret_variable: str) -> list[dict]:
+    client_id = env_str(client_id_variable)
+    return [{"client_id": client_id, "secret": env_str(secret_variable), "key": ""}] if client_id else []
+
+
+PARLEY_OIDC_SERVER_URL = env_str("PARLEY_OIDC_SERVER_URL")
+PARLEY_OIDC_CLIENT_ID = env_str("PARLEY_OIDC_CLIENT_ID")
+SOCIALACCOUNT_PROVIDERS = {
+    "openid_connect": {
+        # allauth's provider plus a nonce bound to each sign-in (accounts/oidc.py).
+        "provider_class": "accounts.oidc.NonceOpenIDConnectProvider",
+        "OAUTH_PKCE_ENABLED": True,
+        "APPS": [
+            {
+                # Names the callback: /accounts/oidc/<provider_id>/login/callback/
+                "provider_id": env_str("PARLEY_OIDC_PROVIDER_ID", "oidc"),
+                "name": env_str("PARLEY_OIDC_NAME", "Single sign-on"),
+                "client_id": PARLEY_OIDC_CLIENT_ID,
+                "secret": env_str("PARLEY_OIDC_CLIENT_SECRET"),
+                "settings": {
+                    "server_url": PARLEY_OIDC_SERVER_URL,
+                    "token_auth_method": env_str("PARLEY_OIDC_TOKEN_AUTH_METHOD", "client_secret_basic"),
+                    "oauth_pkce_enabled": True,
+                    # For providers that send no `email_verified` but own their domains' mail.
+                    "verified_email": env_list("PARLEY_OIDC_VERIFIED_EMAIL_DOMAINS"),
+                },
+            }
+        ]
+        if PARLEY_OIDC_SERVER_URL and PARLEY_OIDC_CLIENT_ID
+        else [],
+    },
+    "google": {
+        "APPS": _oauth_apps("GOOGLE_CLIENT_ID", "GOOGLE_CLIENT_SECRET"),
+        "SCOPE": ["openid", "email", "profile"],
+        "OAUTH_PKCE_ENABLED": True,
+    },
+    "github": {
+        "APPS": _oauth_apps("GITHUB_CLIENT_ID", "GITHUB_CLIENT_SECRET"),
+        "SCOPE": ["read:user", "user:email"],
+    },
+}
+
+# --- OpenAPI: /v1/openapi.json and the docs page /v1/docs (config/openapi/) ----------------------
+INSTALLED_APPS += ["drf_spectacular", "drf_spectacular_sidecar"]
+REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "config.openapi.schema.ParleyAutoSchema"
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Parley API",
+    "VERSION": "1.0.0",
+    # Adds documentation-only views for the plain async views (chat completions, event streams).
+    "DEFAULT_GENERATOR_CLASS": "config.openapi.schema.ParleySchemaGenerator",
+    "SCHEMA_PATH_PREFIX": "",
+    "SERVE_PUBLIC": True,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "config.openapi.hooks.postprocess_schema",
+    ],
+    "ENUM_NAME_OVERRIDES": {
+        "MessageRoleEnum": "config.openapi.responses.MESSAGE_ROLES",
+        "MemberRoleEnum": "config.openapi.responses.MEMBER_ROLES",
+        "TurnStatusEnum": "config.openapi.responses.TURN_STATUSES",
+        "FunctionTypeEnum": "config.openapi.responses.FUNCTION_TYPES",
+        "ResponseFormatTypeEnum": "config.openapi.responses.RESPONSE_FORMAT_TYPES",
+        "FinishReasonEnum": "config.openapi.responses.FINISH_REASONS",
+    },
+    # The docs page's scripts and styles come from drf-spectacular-sidecar, served by this server:
+    # the docs work without internet access.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "displayRequestDuration": True, "filter": True},
+}
+# Serve the apps' static files (the docs page's, the admin's) without a collectstatic step too.
+WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", True)

@@ -25,6 +25,8 @@ from config.settings.base import DATABASES  # noqa: E402
 
 # A per-run test database (and queue, and channel prefix, in conftest) lets two runs share a host.
 RUN_ID = os.environ.setdefault("PARLEY_TEST_RUN_ID", str(os.getpid()))
+# The live servers count limits under parley-test-{RUN_ID} too (their PARLEY_CHANNEL_PREFIX).
+PARLEY_LIMITS_PREFIX = f"parley-test-{RUN_ID}"
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {
         "NAME": str(Path(tempfile.gettempdir()) / f"parley-test-{RUN_ID}.sqlite3")

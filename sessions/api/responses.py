@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sessions.models import Message, Session, Turn
@@ -85,6 +86,7 @@ def session_payload(session: Session, messages: list[Message] | None = None) -> 
         "agent": session.agent.slug if session.agent else None,
         "title": session.title,
         "metadata": session.metadata,
+        "user": session.end_user or None,
         "message_count": session.message_count,
         "created": int(session.created.timestamp()),
         "updated": int(session.updated.timestamp()),
@@ -92,3 +94,45 @@ def session_payload(session: Session, messages: list[Message] | None = None) -> 
     if messages is not None:
         payload["messages"] = [message_payload(message) for message in messages]
     return payload
+
+
+def _milliseconds_between(start: Any, end: Any) -> int | None:
+    return round((end - start).total_seconds() * 1000) if start and end else None
+
+
+def turn_export_payload(turn: Turn) -> dict[str, Any]:
+    """A turn as an export shows it: where it stands, what it used and how long it took."""
+
+    def stamp(moment: Any) -> float | None:
+        return round(moment.timestamp(), 3) if moment else None
+
+    return {
+        "id": turn.id,
+        "position": turn.position,
+        "status": turn.status,
+        "model": turn.model,
+        "usage": turn.usage,
+        "error": (turn.error or {}).get("error"),
+        "timings": {
+            "queued_at": stamp(turn.queued_at),
+            "started_at": stamp(turn.started_at),
+            "first_token_at": stamp(turn.first_token_at),
+            "finished_at": stamp(turn.finished_at),
+            "queue_ms": _milliseconds_between(turn.queued_at, turn.started_at),
+            "time_to_first_token_ms": _milliseconds_between(turn.started_at, turn.first_token_at),
+            "duration_ms": _milliseconds_between(turn.started_at, turn.finished_at),
+        },
+    }
+
+
+def session_export(
+    session: Session, messages: list[Message], turns: list[Turn], *, exported_at: datetime
+) -> dict[str, Any]:
+    """GET /v1/sessions/{id}/export: the session, its whole transcript and its turns."""
+    return {
+        "object": "session.export",
+        "exported_at": int(exported_at.timestamp()),
+        "session": session_payload(session) | {"turn_count": session.turn_count},
+        "messages": [message_payload(message) for message in messages],
+        "turns": [turn_export_payload(turn) for turn in turns],
+    }

@@ -213,8 +213,15 @@ def _optional(field_class: type[serializers.Field], **kwargs: Any) -> serializer
     return field_class(required=False, allow_null=True, **kwargs)
 
 
+class ConversationObjectSerializer(serializers.Serializer):
+    """The Responses API's `conversation: {"id": ...}`."""
+
+    id = StrictCharField(max_length=128)
+
+
 class ChatCompletionRequestSerializer(serializers.Serializer):
-    model = StrictCharField(max_length=256)
+    # Optional: a request without it goes to the organization's default agent (turn_submit).
+    model = StrictCharField(max_length=256, required=False)
     messages = MessageSerializer(many=True, allow_empty=False)
     temperature = _optional(StrictFloatField, min_value=0, max_value=2)
     top_p = _optional(StrictFloatField, min_value=0, max_value=1)
@@ -247,13 +254,32 @@ class ChatCompletionRequestSerializer(serializers.Serializer):
         object_serializer=NamedFunctionSerializer,
     )
     session_id = _optional(StrictCharField, max_length=128)
+    # Synonyms of session_id, so that clients of Dify, Assistants threads and Responses
+    # conversations keep their ids.
+    conversation_id = _optional(StrictCharField, max_length=128)
+    thread_id = _optional(StrictCharField, max_length=128)
+    conversation = _optional(
+        OneOfField, string=StrictCharField(max_length=128), object_serializer=ConversationObjectSerializer
+    )
+    # Start the session's transcript over before this turn's messages are stored.
+    session_reset = _optional(StrictBooleanField)
 
     def validate_session_id(self, value: str | None) -> str | None:
-        if value is not None and not SESSION_ID_PATTERN.match(value):
-            raise serializers.ValidationError(
-                "Must be 1-128 characters of A-Z, a-z, 0-9, '.', '_', ':' and '-'."
-            )
-        return value
+        return _session_id(value)
+
+    def validate_conversation_id(self, value: str | None) -> str | None:
+        return _session_id(value)
+
+    def validate_thread_id(self, value: str | None) -> str | None:
+        return _session_id(value)
+
+    def validate_conversation(self, value: str | dict | None) -> str | None:
+        if isinstance(value, dict):
+            try:
+                return _session_id(value["id"])
+            except serializers.ValidationError as exc:
+                raise serializers.ValidationError({"id": exc.detail}) from None
+        return _session_id(value)
 
     def validate_logit_bias(self, value: dict | None) -> dict | None:
         for token in value or {}:
@@ -270,6 +296,9 @@ class ChatCompletionRequestSerializer(serializers.Serializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         attrs = {key: value for key, value in attrs.items() if value is not None}
+        if attrs.get("session_reset") is False:
+            del attrs["session_reset"]  # the default: not a parameter of the turn
+        attrs = _session_from_synonyms(attrs)
         attrs = _session_from_model(attrs)
         if attrs.get("functions"):
             if attrs.get("tools"):
@@ -287,15 +316,43 @@ class ChatCompletionRequestSerializer(serializers.Serializer):
         return attrs
 
 
+def _session_id(value: str | None) -> str | None:
+    if value is not None and not SESSION_ID_PATTERN.match(value):
+        raise serializers.ValidationError("Must be 1-128 characters of A-Z, a-z, 0-9, '.', '_', ':' and '-'.")
+    return value
+
+
+_SESSION_ID_SYNONYMS = ("conversation_id", "thread_id", "conversation")
+
+
+def _session_from_synonyms(attrs: dict[str, Any]) -> dict[str, Any]:
+    """`conversation_id`, `thread_id` and `conversation` name the session like `session_id`;
+    naming two different sessions is refused, naming the second field."""
+    attrs = dict(attrs)
+    named_by = "session_id" if "session_id" in attrs else None
+    for field in _SESSION_ID_SYNONYMS:
+        if field not in attrs:
+            continue
+        value = attrs.pop(field)
+        if named_by is None:
+            attrs["session_id"], named_by = value, field
+        elif value != attrs["session_id"]:
+            raise _invalid(field, f"'{field}' names a different session than '{named_by}'.")
+    if named_by is not None:
+        attrs["session_id_field"] = named_by
+    return attrs
+
+
 def _session_from_model(attrs: dict[str, Any]) -> dict[str, Any]:
     """`model: "agent:session"` names the session too."""
-    _, _, model_session = attrs["model"].partition(":")
+    _, _, model_session = attrs.get("model", "").partition(":")
     if not model_session:
         return attrs
     if not SESSION_ID_PATTERN.match(model_session):
         raise _invalid("model", "The session part of 'agent:session' is malformed.")
     if attrs.get("session_id", model_session) != model_session:
-        raise _invalid("session_id", "'model' names a different session than 'session_id'.")
+        named_by = attrs.get("session_id_field", "session_id")
+        raise _invalid(named_by, f"'model' names a different session than '{named_by}'.")
     return {**attrs, "session_id": model_session}
 
 
@@ -330,7 +387,7 @@ def _check_tool_choice(attrs: dict[str, Any]) -> None:
             )
 
 
-_NOT_PARAMS = {"model", "messages", "session_id", "stream", "stream_options"}
+_NOT_PARAMS = {"model", "messages", "session_id", "session_id_field", "stream", "stream_options"}
 
 
 @dataclass(frozen=True)
@@ -350,7 +407,7 @@ def parse_chat_request(payload: Any) -> ChatRequest:
         raise validation_error(serializer.errors)
     data = serializer.validated_data
     turn = TurnRequest(
-        agent_slug=data["model"].partition(":")[0],
+        agent_slug=data["model"].partition(":")[0] if "model" in data else None,
         session_id=data.get("session_id"),
         messages=_plain(data["messages"]),
         params={key: _plain(value) for key, value in data.items() if key not in _NOT_PARAMS},
@@ -371,3 +428,71 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(item) for item in value]
     return value
+
+
+# --- the Sessions API: Parley's own endpoints refuse fields they don't know ---------------------
+
+
+class ClosedSerializer(serializers.Serializer):
+    """An input serializer that refuses fields it does not define: a typo in a setting or a
+    field that cannot be changed is an error, not a silent no-op. (The chat request ignores
+    unknown fields instead, as OpenAI does.) `ignored_fields` are read-only fields of the
+    resource's own answer, so that sending it back is harmless."""
+
+    ignored_fields: frozenset[str] = frozenset()
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if isinstance(data, dict):
+            for name in data:
+                if name not in self.fields and name not in self.ignored_fields:
+                    raise unknown_parameter(name, sorted(self.fields))
+            data = {key: value for key, value in data.items() if key not in self.ignored_fields}
+        return super().to_internal_value(data)
+
+
+def unknown_parameter(name: str, known: list[str]) -> InvalidRequest:
+    message = f"Unknown parameter: '{name}'. Known parameters: {', '.join(known)}."
+    detail = [{"loc": ["body", name], "msg": "Unknown parameter.", "type": "unknown_parameter"}]
+    return InvalidRequest(message, param=name, code="unknown_parameter", detail=detail)
+
+
+_METADATA_MAX_KEYS = 16
+_METADATA_KEY_LENGTH = 64
+_METADATA_VALUE_LENGTH = 512
+
+
+class MetadataField(StrictDictField):
+    """OpenAI's metadata: at most 16 keys of at most 64 characters, string values of at most 512."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(child=StrictCharField(max_length=_METADATA_VALUE_LENGTH, allow_blank=True), **kwargs)
+
+    def to_internal_value(self, data: Any) -> dict[str, str]:
+        value = super().to_internal_value(data)
+        if len(value) > _METADATA_MAX_KEYS:
+            raise serializers.ValidationError(f"At most {_METADATA_MAX_KEYS} keys.")
+        for key in value:
+            if not 1 <= len(key) <= _METADATA_KEY_LENGTH:
+                raise serializers.ValidationError(f"Keys are 1 to {_METADATA_KEY_LENGTH} characters.")
+        return dict(value)
+
+
+def _session_id_value(value: str) -> str:
+    return _session_id(value) or value
+
+
+class SessionCreateSerializer(ClosedSerializer):
+    id = StrictCharField(required=False, max_length=128, validators=[_session_id_value])
+    title = StrictCharField(required=False, max_length=200, allow_blank=True)
+    metadata = MetadataField(required=False)
+    agent = StrictCharField(required=False, max_length=64)
+
+
+class SessionUpdateSerializer(ClosedSerializer):
+    title = StrictCharField(required=False, max_length=200, allow_blank=True)
+    metadata = MetadataField(required=False)
+
+
+class SessionForkSerializer(ClosedSerializer):
+    messages = StrictIntegerField(min_value=1, max_value=2_147_483_647)
+    id = StrictCharField(required=False, max_length=128, validators=[_session_id_value])

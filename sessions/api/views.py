@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime, time
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from accounts.authentication import Principal, authenticate_bearer
+from accounts.permissions import require_permission
+from agents.selectors import agent_get
 from config.db import db_call
 from config.errors import (
     ApiError,
@@ -25,13 +30,32 @@ from config.errors import (
     body_too_large,
     error_response,
 )
-from sessions.api.responses import chat_completion, session_payload, turn_payload
-from sessions.api.serializers import parse_chat_request
+from sessions.api.responses import chat_completion, session_export, session_payload, turn_payload
+from sessions.api.serializers import (
+    SessionCreateSerializer,
+    SessionForkSerializer,
+    SessionUpdateSerializer,
+    parse_chat_request,
+)
 from sessions.api.sse import sse_stream
 from sessions.events import wait_for_turn
+from sessions.limits import submit_within_limits
 from sessions.models import Session, Turn
-from sessions.selectors import session_get, session_list, session_transcript, turn_get
-from sessions.services import session_delete, session_not_found
+from sessions.selectors import (
+    SessionFilters,
+    session_get,
+    session_list,
+    session_transcript,
+    session_turns,
+    turn_get,
+)
+from sessions.services import (
+    session_create,
+    session_delete,
+    session_fork,
+    session_not_found,
+    session_update,
+)
 from sessions.turns import turn_cancel, turn_error, turn_submit
 
 
@@ -41,6 +65,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     turn holds no thread; the turn itself runs on the executor."""
     _require_post(request)
     principal = await db_call(authenticate_bearer, request)
+    require_permission(request, principal)
     return await _answer_chat(request, principal, _json_body(request), stream_by_default=False)
 
 
@@ -55,6 +80,7 @@ async def nlx_chat_completions(request: HttpRequest, deployment: str, channel: s
     `model: "nlx:{conversationId}"` the session (plain "nlx" starts one), streaming by default."""
     _require_post(request)
     principal = await db_call(authenticate_bearer, request)
+    require_permission(request, principal)
     if not NLX_CHANNEL.match(channel):
         raise InvalidRequest(
             f"The channel '{channel}' must end in a language code, as in 'web-en-US'.", param="channel"
@@ -80,8 +106,9 @@ async def _answer_chat(
     request: HttpRequest, principal: Principal, payload: Any, *, stream_by_default: bool
 ) -> HttpResponse:
     chat = parse_chat_request(payload)
+    # The key's and the organization's limits (accounts/limits.py): a refused request stores nothing.
     turn = await db_call(
-        turn_submit,
+        submit_within_limits(principal, turn_submit),
         organization=principal.organization,
         api_key=principal.api_key,
         request=chat.turn,
@@ -176,12 +203,16 @@ def _still_running(turn: Turn) -> ApiError:
 
 
 class SessionListView(APIView):
-    """GET /v1/sessions: newest first, `limit` (1-100) and `after` (a session id) as cursor."""
+    """GET /v1/sessions: newest first, `limit` (1-100) and `after` (a session id) as cursor,
+    filtered by `agent` (slug), `user` (the end user), `metadata[key]=value` and
+    `created_after`/`created_before` (unix seconds or ISO 8601, exclusive).
+    POST /v1/sessions: an empty session, with an optional id, title, metadata and agent."""
 
     def get(self, request: Request) -> JsonResponse:
         organization = request.user.organization
         limit = _limit(request.query_params.get("limit", "20"))
-        sessions = session_list(organization=organization).order_by("-created", "-id")
+        filters = _session_filters(request.query_params)
+        sessions = session_list(organization=organization, filters=filters).order_by("-created", "-id")
         after = request.query_params.get("after")
         if after:
             cursor = session_get(organization=organization, session_id=after)
@@ -202,6 +233,27 @@ class SessionListView(APIView):
             }
         )
 
+    def post(self, request: Request) -> JsonResponse:
+        organization = request.user.organization
+        serializer = SessionCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        agent = None
+        if "agent" in data:
+            agent = agent_get(organization=organization, slug=data["agent"])
+            if agent is None:  # another organization's agent looks missing too
+                raise InvalidRequest(
+                    f"No agent found with slug '{data['agent']}'.", param="agent", code="agent_not_found"
+                )
+        session = session_create(
+            organization=organization,
+            session_id=data.get("id"),
+            title=data.get("title", ""),
+            metadata=data.get("metadata"),
+            agent=agent,
+        )
+        return JsonResponse(session_payload(session, []), status=201)
+
 
 def _limit(raw: str) -> int:
     if not raw.isdigit() or not 1 <= int(raw) <= 100:
@@ -209,23 +261,119 @@ def _limit(raw: str) -> int:
     return int(raw)
 
 
-class SessionDetailView(APIView):
-    """GET /v1/sessions/{id} with its messages; DELETE /v1/sessions/{id}."""
+_METADATA_FILTER = re.compile(r"^metadata\[(.*)\]$")
+_METADATA_FILTERS_MAX = 16
+_UNIX_SECONDS = re.compile(r"^[0-9]{1,11}(\.[0-9]+)?$")
 
-    def _session(self, request: Request, session_id: str) -> Session:
-        session = session_get(organization=request.user.organization, session_id=session_id)
-        if session is None:
-            raise session_not_found(session_id)
-        return session
+
+def _session_filters(query: Any) -> SessionFilters:
+    metadata: dict[str, str] = {}
+    for name in query:
+        match = _METADATA_FILTER.match(name)
+        if match is None:
+            continue
+        key = match.group(1)
+        if not 1 <= len(key) <= 64:
+            raise InvalidRequest(f"{name}: a metadata key is 1 to 64 characters.", param=name)
+        metadata[key] = query.get(name)
+    if len(metadata) > _METADATA_FILTERS_MAX:
+        raise InvalidRequest(f"At most {_METADATA_FILTERS_MAX} metadata filters.", param="metadata")
+    return SessionFilters(
+        agent=_non_empty(query, "agent"),
+        end_user=_non_empty(query, "user"),
+        metadata=metadata,
+        created_after=_moment(query, "created_after"),
+        created_before=_moment(query, "created_before"),
+    )
+
+
+def _non_empty(query: Any, param: str) -> str | None:
+    value = query.get(param)
+    if value is not None and not value:
+        raise InvalidRequest(f"{param} must not be empty.", param=param)
+    return value
+
+
+def _moment(query: Any, param: str) -> datetime | None:
+    """Unix seconds or an ISO 8601 date or date and time (UTC unless it says otherwise)."""
+    raw = query.get(param)
+    if raw is None:
+        return None
+    try:
+        if _UNIX_SECONDS.match(raw):
+            return datetime.fromtimestamp(float(raw), tz=UTC)
+        moment = parse_datetime(raw)
+        if moment is None and (day := parse_date(raw)) is not None:
+            moment = datetime.combine(day, time.min)
+    except (ValueError, OverflowError, OSError):
+        moment = None
+    if moment is None:
+        raise InvalidRequest(
+            f"{param} must be unix seconds or an ISO 8601 date and time, like 2025-01-31T12:00:00Z.",
+            param=param,
+        )
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _session_or_404(request: Request, session_id: str) -> Session:
+    session = session_get(organization=request.user.organization, session_id=session_id)
+    if session is None:
+        raise session_not_found(session_id)
+    return session
+
+
+class SessionDetailView(APIView):
+    """GET /v1/sessions/{id} with its messages; PATCH its title and metadata (metadata is
+    replaced as a whole); DELETE /v1/sessions/{id}."""
 
     def get(self, request: Request, session_id: str) -> JsonResponse:
-        session = self._session(request, session_id)
+        session = _session_or_404(request, session_id)
         return JsonResponse(session_payload(session, session_transcript(session=session)))
 
+    def patch(self, request: Request, session_id: str) -> JsonResponse:
+        session = _session_or_404(request, session_id)
+        serializer = SessionUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        session = session_update(session=session, changes=dict(serializer.validated_data))
+        return JsonResponse(session_payload(session))
+
     def delete(self, request: Request, session_id: str) -> JsonResponse:
-        session = self._session(request, session_id)
+        session = _session_or_404(request, session_id)
         session_delete(session=session)
         return JsonResponse({"id": session_id, "object": "session.deleted", "deleted": True})
+
+
+class SessionExportView(APIView):
+    """GET /v1/sessions/{id}/export: the session, all its messages and its turns, as a JSON
+    file to download."""
+
+    def get(self, request: Request, session_id: str) -> JsonResponse:
+        session = _session_or_404(request, session_id)
+        export = session_export(
+            session,
+            session_transcript(session=session),
+            session_turns(session=session),
+            exported_at=timezone.now(),
+        )
+        response = JsonResponse(export, json_dumps_params={"indent": 2, "ensure_ascii": False})
+        response["Content-Disposition"] = f'attachment; filename="session-{session.external_id}.json"'
+        return response
+
+
+class SessionForkView(APIView):
+    """POST /v1/sessions/{id}/fork {messages: N, id?}: a new session holding copies of the
+    first N messages, with the same agent and metadata."""
+
+    def post(self, request: Request, session_id: str) -> JsonResponse:
+        session = _session_or_404(request, session_id)
+        serializer = SessionForkSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        fork = session_fork(
+            session=session,
+            messages=serializer.validated_data["messages"],
+            new_session_id=serializer.validated_data.get("id"),
+        )
+        return JsonResponse(session_payload(fork, session_transcript(session=fork)), status=201)
 
 
 def _turn_or_404(organization, turn_id: str) -> Turn:
@@ -257,6 +405,7 @@ async def turn_events(request: HttpRequest, turn_id: str) -> HttpResponse:
     if request.method != "GET":
         raise MethodNotAllowed(f"Method {request.method} is not allowed; use GET.", headers={"Allow": "GET"})
     principal = await db_call(authenticate_bearer, request)
+    require_permission(request, principal)
     turn = await db_call(_turn_or_404, principal.organization, turn_id)
     last_event_id = request.headers.get("Last-Event-ID", "0").strip() or "0"
     if not last_event_id.isdigit():

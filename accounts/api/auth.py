@@ -1,0 +1,110 @@
+"""Signing in for the API: JWT pairs for users.
+
+- POST /v1/auth/token         {username, password} -> {access, refresh}
+- POST /v1/auth/token/refresh {refresh}            -> {access, refresh} (the old refresh is used up)
+- POST /v1/auth/token/verify  {token}              -> {} or 401
+- POST /v1/auth/logout        {refresh}            -> 204; needs the user's bearer token
+- POST /v1/auth/oidc/token                         -> {access, refresh} for the browser session
+
+The last one is how a user who signed in through an identity provider (allauth, in the browser)
+gets tokens for the API: it takes the Django session cookie and, like every session-authenticated
+write, the CSRF token (X-CSRFToken header), so another site cannot mint tokens with the cookie.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth import authenticate
+from django.contrib.auth.models import update_last_login
+from rest_framework import serializers
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework_simplejwt.settings import api_settings
+
+from accounts.jwt import TokenPair, jwt_pair_issue, jwt_pair_refresh, jwt_refresh_revoke, jwt_verify
+from config.errors import AuthenticationFailed, PermissionDenied
+
+
+class CredentialsInput(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=4096, trim_whitespace=False)
+
+
+class RefreshInput(serializers.Serializer):
+    refresh = serializers.CharField(max_length=4096)
+
+
+class TokenInput(serializers.Serializer):
+    token = serializers.CharField(max_length=4096)
+
+
+def _pair_response(pair: TokenPair) -> Response:
+    response = Response({"access": pair.access, "refresh": pair.refresh})
+    # Tokens are credentials: no cache may keep them (RFC 6749, 5.1).
+    response["Cache-Control"] = "no-store"
+    response["Pragma"] = "no-cache"
+    return response
+
+
+def _valid(serializer_class: type[serializers.Serializer], request: Request) -> dict:
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class TokenObtainView(APIView):
+    authentication_classes = []
+
+    def post(self, request: Request) -> Response:
+        data = _valid(CredentialsInput, request)
+        user = authenticate(request._request, username=data["username"], password=data["password"])
+        if user is None or not user.is_active:
+            raise AuthenticationFailed("Incorrect username or password.", code="invalid_credentials")
+        if api_settings.UPDATE_LAST_LOGIN:
+            update_last_login(None, user)
+        return _pair_response(jwt_pair_issue(user=user))
+
+
+class TokenRefreshView(APIView):
+    authentication_classes = []
+
+    def post(self, request: Request) -> Response:
+        data = _valid(RefreshInput, request)
+        return _pair_response(jwt_pair_refresh(raw_refresh=data["refresh"]))
+
+
+class TokenVerifyView(APIView):
+    authentication_classes = []
+
+    def post(self, request: Request) -> Response:
+        data = _valid(TokenInput, request)
+        jwt_verify(raw_token=data["token"])
+        return Response({})
+
+
+class LogoutView(APIView):
+    def post(self, request: Request) -> Response:
+        data = _valid(RefreshInput, request)
+        principal = request.user
+        if principal.user is None:
+            raise PermissionDenied("Log out with the user's access token, not an API key.")
+        jwt_refresh_revoke(raw_refresh=data["refresh"], user=principal.user)
+        return Response(status=204)
+
+
+class SessionTokenView(APIView):
+    """A JWT pair for the user of the browser session (after an OAuth/OIDC sign-in)."""
+
+    # DRF's session authentication enforces Django's CSRF check on every request it accepts.
+    authentication_classes = [SessionAuthentication]
+
+    def post(self, request: Request) -> Response:
+        user = request.user
+        if user is None or not user.is_authenticated or not user.is_active:
+            raise AuthenticationFailed(
+                "Sign in in the browser first (/accounts/login/); this endpoint takes the session "
+                "cookie and the CSRF token.",
+                code="not_signed_in",
+            )
+        return _pair_response(jwt_pair_issue(user=user))

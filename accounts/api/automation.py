@@ -1,0 +1,77 @@
+"""HTTP for the automation settings: GET and PUT /v1/settings/automation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import JsonResponse
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from accounts.automation import AutomationChanges, automation_get, automation_update
+from accounts.models import AutomationSettings
+from agents.selectors import agent_get
+from config.errors import InvalidRequest
+from sessions.api.fields import StrictBooleanField, StrictCharField, StrictIntegerField
+from sessions.api.serializers import ClosedSerializer
+
+_DATABASE_INT_MAX = 2_147_483_647
+
+
+def _positive_or_null() -> StrictIntegerField:
+    return StrictIntegerField(required=False, allow_null=True, min_value=1, max_value=_DATABASE_INT_MAX)
+
+
+class AutomationSettingsInputSerializer(ClosedSerializer):
+    """A PUT body: any of the settings, with JSON's own types; a setting left out is kept.
+    Unknown names are refused; the GET answer's `object` may be sent back."""
+
+    ignored_fields = frozenset({"object"})
+
+    auto_create_sessions = StrictBooleanField(required=False)
+    session_idle_ttl = _positive_or_null()
+    history_max_messages = _positive_or_null()
+    history_max_tokens = _positive_or_null()
+    auto_title = StrictBooleanField(required=False)
+    default_agent = StrictCharField(required=False, allow_null=True, max_length=64)
+
+
+def automation_payload(settings: AutomationSettings) -> dict[str, Any]:
+    return {
+        "object": "automation_settings",
+        "auto_create_sessions": settings.auto_create_sessions,
+        "session_idle_ttl": settings.session_idle_ttl,
+        "history_max_messages": settings.history_max_messages,
+        "history_max_tokens": settings.history_max_tokens,
+        "auto_title": settings.auto_title,
+        "default_agent": settings.default_agent.slug if settings.default_agent else None,
+    }
+
+
+class AutomationSettingsView(APIView):
+    """GET /v1/settings/automation: the caller's organization's settings. PUT: change the
+    settings the body names (unknown names are refused); the answer is the whole set."""
+
+    def get(self, request: Request) -> JsonResponse:
+        return JsonResponse(automation_payload(automation_get(organization=request.user.organization)))
+
+    def put(self, request: Request) -> JsonResponse:
+        organization = request.user.organization
+        serializer = AutomationSettingsInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        changes: AutomationChanges = dict(serializer.validated_data)  # type: ignore[assignment]
+        if changes.get("default_agent") is not None:
+            slug = changes["default_agent"]
+            agent = agent_get(organization=organization, slug=slug)
+            if agent is None:  # another organization's agent looks missing too
+                raise InvalidRequest(
+                    f"No agent found with slug '{slug}'.", param="default_agent", code="agent_not_found"
+                )
+            changes["default_agent"] = agent
+        settings = automation_update(
+            organization=organization,
+            changes=changes,
+            actor_api_key=request.user.api_key,
+            actor_user=request.user.user,
+        )
+        return JsonResponse(automation_payload(settings))

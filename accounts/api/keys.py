@@ -1,0 +1,144 @@
+"""HTTP for API keys: GET and POST /v1/api-keys, GET and DELETE /v1/api-keys/{id} (revoke).
+The full key is in the answer to POST and nowhere else, ever."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.http import JsonResponse
+from django.utils import timezone
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from accounts.models import ALL_SCOPES, ApiKey
+from accounts.selectors import api_key_get, api_key_list
+from accounts.services import IssuedApiKey, api_key_issue, api_key_revoke
+from config.errors import NotFound
+from sessions.api.fields import StrictCharField, StrictIntegerField, StrictListField
+
+_DATABASE_INT_MAX = 2_147_483_647
+# Who owns a key and where it lives are the server's to say: naming them is refused, so that a
+# client believing it set them learns otherwise.
+SERVER_SET_NAMES = (
+    "organization",
+    "organization_id",
+    "owner",
+    "owner_id",
+    "created_by",
+    "created_by_id",
+    "user",
+    "user_id",
+)
+
+
+def refuse_unknown_fields(data: Any, known: Any) -> None:
+    """400 naming the first field a client may not send: the server-set ones first."""
+    if not isinstance(data, dict):
+        return
+    server_set = [name for name in SERVER_SET_NAMES if name in data]
+    if server_set:
+        raise serializers.ValidationError(
+            {name: ["Set by the server; it cannot be given in the request."] for name in server_set}
+        )
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+
+
+def _limit() -> StrictIntegerField:
+    return StrictIntegerField(required=False, allow_null=True, min_value=1, max_value=_DATABASE_INT_MAX)
+
+
+class ApiKeyInputSerializer(serializers.Serializer):
+    name = StrictCharField(min_length=1, max_length=100)
+    scopes = StrictListField(child=serializers.ChoiceField(choices=ALL_SCOPES), required=False, min_length=1)
+    expires_at = serializers.DateTimeField(required=False, allow_null=True)
+    expires_in_days = StrictIntegerField(required=False, allow_null=True, min_value=1, max_value=3650)
+    requests_per_minute = _limit()
+    tokens_per_day = _limit()
+    concurrent_turns = _limit()
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        refuse_unknown_fields(data, self.fields)
+        return super().to_internal_value(data)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        days = attrs.pop("expires_in_days", None)
+        if days is not None:
+            if attrs.get("expires_at") is not None:
+                raise serializers.ValidationError(
+                    {"expires_in_days": ["Give expires_at or expires_in_days, not both."]}
+                )
+            attrs["expires_at"] = timezone.now() + timedelta(days=days)
+        expires_at = attrs.get("expires_at")
+        if expires_at is not None and expires_at <= timezone.now():
+            raise serializers.ValidationError({"expires_at": ["Must be in the future."]})
+        return attrs
+
+
+def _stamp(moment: datetime | None) -> int | None:
+    return int(moment.timestamp()) if moment else None
+
+
+def api_key_payload(api_key: ApiKey) -> dict[str, Any]:
+    """A key as the API shows it: how to recognise it, never what it is."""
+    creator = api_key.created_by
+    return {
+        "id": api_key.pk,
+        "object": "api_key",
+        "name": api_key.name,
+        "prefix": api_key.prefix,
+        "last_four": api_key.last_four,
+        "redacted_value": f"{api_key.prefix}…{api_key.last_four}",
+        "scopes": list(api_key.scopes),
+        "created": _stamp(api_key.created),
+        "last_used_at": _stamp(api_key.last_used_at),
+        "expires_at": _stamp(api_key.expires_at),
+        "revoked_at": _stamp(api_key.revoked_at),
+        "created_by": {"id": creator.pk, "username": creator.username} if creator else None,
+        "limits": {
+            "requests_per_minute": api_key.requests_per_minute,
+            "tokens_per_day": api_key.tokens_per_day,
+            "concurrent_turns": api_key.concurrent_turns,
+        },
+    }
+
+
+def issued_payload(issued: IssuedApiKey) -> dict[str, Any]:
+    return {**api_key_payload(issued.api_key), "key": issued.secret}
+
+
+def _api_key_or_404(request: Request, key_id: str) -> ApiKey:
+    api_key = api_key_get(organization=request.user.organization, key_id=key_id)
+    if api_key is None:
+        raise NotFound(f"No API key found with id '{key_id}'.", param="id", code="api_key_not_found")
+    return api_key
+
+
+class ApiKeyListView(APIView):
+    """GET /v1/api-keys (revoked and expired ones too), POST /v1/api-keys."""
+
+    def get(self, request: Request) -> JsonResponse:
+        keys = api_key_list(organization=request.user.organization)
+        return JsonResponse({"object": "list", "data": [api_key_payload(api_key) for api_key in keys]})
+
+    def post(self, request: Request) -> JsonResponse:
+        serializer = ApiKeyInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        issued = api_key_issue(principal=request.user, **serializer.validated_data)
+        response = JsonResponse(issued_payload(issued), status=201)
+        response["Cache-Control"] = "no-store"  # the one answer that holds a secret
+        return response
+
+
+class ApiKeyDetailView(APIView):
+    """GET /v1/api-keys/{id}; DELETE revokes it (at once: its next request is refused)."""
+
+    def get(self, request: Request, key_id: str) -> JsonResponse:
+        return JsonResponse(api_key_payload(_api_key_or_404(request, key_id)))
+
+    def delete(self, request: Request, key_id: str) -> JsonResponse:
+        api_key = api_key_revoke(api_key=_api_key_or_404(request, key_id), actor=request.user)
+        return JsonResponse(api_key_payload(api_key))

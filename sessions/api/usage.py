@@ -1,0 +1,53 @@
+"""HTTP for usage: GET /v1/usage."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, timedelta
+
+from django.http import JsonResponse
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from config.errors import InvalidRequest
+from sessions.usage import GROUPINGS, usage_summary
+
+DEFAULT_DAYS = 30
+MAX_DAYS = 366
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+class UsageView(APIView):
+    """GET /v1/usage: the caller's organization's turns and tokens from `start` to `end` (UTC
+    dates, YYYY-MM-DD, both included; by default the last 30 days), grouped by `group_by`: `day`
+    (the default), `agent` or `key`. Every turn counts as a request, whatever its status."""
+
+    def get(self, request: Request) -> JsonResponse:
+        query = request.query_params
+        group_by = query.get("group_by", "day")
+        if group_by not in GROUPINGS:
+            raise InvalidRequest(
+                f"group_by must be one of {', '.join(GROUPINGS)}; got '{group_by}'.", param="group_by"
+            )
+        today = datetime.now(UTC).date()
+        end = _date(query, "end") or today
+        start = _date(query, "start") or end - timedelta(days=DEFAULT_DAYS - 1)
+        if start > end:
+            raise InvalidRequest("start must not be after end.", param="start")
+        if (end - start).days >= MAX_DAYS:
+            raise InvalidRequest(f"The range may span at most {MAX_DAYS} days.", param="start")
+        return JsonResponse(
+            usage_summary(organization=request.user.organization, start=start, end=end, group_by=group_by)
+        )
+
+
+def _date(query, param: str) -> date | None:
+    raw = query.get(param)
+    if raw is None:
+        return None
+    try:
+        if _DATE.match(raw):
+            return date.fromisoformat(raw)
+    except ValueError:
+        pass
+    raise InvalidRequest(f"{param} must be a date as YYYY-MM-DD; got '{raw}'.", param=param)
