@@ -20,13 +20,15 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # The OIDC login tests run a real OpenID Connect provider (tests/oidc, the npm package
-# oidc-provider at the version its lockfile pins). Without npm they are skipped, except under
-# CI=true, where that is an error.
+# oidc-provider at the version its lockfile pins). Node.js and npm come from Debian's packages
+# when they are missing (as root, or with passwordless sudo); if that fails the OIDC tests are
+# skipped, except under CI=true, where that is an error.
 OIDC_DIR = tests/oidc
 
 install-test: install $(OIDC_DIR)/node_modules/.installed
 
 $(OIDC_DIR)/node_modules/.installed: $(OIDC_DIR)/package.json $(OIDC_DIR)/package-lock.json
+	@command -v npm >/dev/null 2>&1 || bash tests/ensure_services.sh --node-only || true
 	@if command -v npm >/dev/null 2>&1; then \
 		cd $(OIDC_DIR) && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
 	elif [ "$$CI" = "true" ]; then \

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make PostgreSQL and Redis reachable on 127.0.0.1 for the production-mode tests: start them if
-# they are installed and stopped, install them with apt-get if they are missing. Under CI=true a
+# they are installed and stopped, install them with apt-get if they are missing. With
+# --node-only, install Node.js and npm (for the OIDC provider of the login tests) if missing. Under CI=true a
 # service that still cannot be reached is a failure, never a silent skip.
 set -u
 PGHOST=${PARLEY_TEST_PG_HOST:-127.0.0.1}
@@ -51,6 +52,11 @@ wait_for() {
   for i in $(seq 1 30); do "$check" && return 0; sleep 1; done
   return 1
 }
+
+if [ "${1:-}" = "--node-only" ]; then
+  command -v npm >/dev/null || apt_install nodejs npm
+  exit 0
+fi
 
 command -v pg_isready >/dev/null || apt_install postgresql-client
 pg_up || { start_postgres; wait_for pg_up; }
