@@ -32,6 +32,19 @@ def _upstream_agent(organization, fake_upstream, slug: str) -> Agent:
     )
 
 
+def _state_of(organization, turn_id: str) -> dict:
+    return {
+        "messages": Message.objects.filter(session__organization=organization).count(),
+        "sessions": Session.objects.filter(organization=organization).count(),
+        "agents": sorted(Agent.objects.filter(organization=organization).values_list("slug", "name")),
+        "keys": list(ApiKey.objects.filter(organization=organization).values_list("pk", "revoked_at")),
+        "members": sorted(
+            Membership.objects.filter(organization=organization).values_list("user_id", "role")
+        ),
+        "turn": Turn.objects.values("status", "finished_at").get(pk=turn_id),
+    }
+
+
 def test_another_organizations_objects_look_missing_on_every_endpoint(
     stack, tenant, other_tenant, fake_upstream
 ):
@@ -50,20 +63,7 @@ def test_another_organizations_objects_look_missing_on_every_endpoint(
     turn_id = chat.headers["X-Turn-Id"]
     their_key = ApiKey.objects.filter(organization=other_tenant.organization).first()
     their_member = make_person(other_tenant, Membership.Role.MEMBER)
-    before = {
-        "messages": Message.objects.filter(session__organization=other_tenant.organization).count(),
-        "sessions": Session.objects.filter(organization=other_tenant.organization).count(),
-        "agents": sorted(
-            Agent.objects.filter(organization=other_tenant.organization).values_list("slug", "name")
-        ),
-        "keys": list(
-            ApiKey.objects.filter(organization=other_tenant.organization).values_list("pk", "revoked_at")
-        ),
-        "members": sorted(
-            Membership.objects.filter(organization=other_tenant.organization).values_list("user_id", "role")
-        ),
-        "turn": Turn.objects.values("status", "finished_at").get(pk=turn_id),
-    }
+    before = _state_of(other_tenant.organization, turn_id)
     # B signs in as its owner too, for the endpoints only owners may call
     owner = make_person(tenant, Membership.Role.OWNER)
     owner_token = httpx.post(
@@ -108,20 +108,7 @@ def test_another_organizations_objects_look_missing_on_every_endpoint(
         assert foreign.json() == json.loads(missing.text.replace(missing_id, theirs)), where
         assert canary not in foreign.text, where
     # then nothing of A's changed
-    assert before == {
-        "messages": Message.objects.filter(session__organization=other_tenant.organization).count(),
-        "sessions": Session.objects.filter(organization=other_tenant.organization).count(),
-        "agents": sorted(
-            Agent.objects.filter(organization=other_tenant.organization).values_list("slug", "name")
-        ),
-        "keys": list(
-            ApiKey.objects.filter(organization=other_tenant.organization).values_list("pk", "revoked_at")
-        ),
-        "members": sorted(
-            Membership.objects.filter(organization=other_tenant.organization).values_list("user_id", "role")
-        ),
-        "turn": Turn.objects.values("status", "finished_at").get(pk=turn_id),
-    }
+    assert _state_of(other_tenant.organization, turn_id) == before
     # and B's lists, settings and usage hold nothing of A's
     for path, token in (
         ("/v1/sessions", tenant.key),
