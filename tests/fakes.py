@@ -8,6 +8,7 @@ The fake upstream's behaviour is chosen by the `model` the agent asks for:
 - "fake-429-once": 429 (Retry-After: 0) the first time it sees a conversation, then fake-echo;
 - "fake-500": always 500; "fake-400": always 400 with an error message;
 - "fake-cut": three chunks, then the connection drops;
+- "fake-drip": six words, 0.4 s apart;
 - "fake-calc": calls the `calculator` tool with 0.175 * 2380, then answers with the result;
 - "fake-bad-args": calls `calculator` with malformed JSON arguments, then answers;
 - "fake-loop": calls `calculator` every time;
@@ -150,6 +151,8 @@ class UpstreamHandler(_Handler):
                     for t in request["tools"][:2]
                 ],
             )
+        elif model == "fake-drip":
+            self.stream_text(request, "slow and steady wins the race", pause=0.4)
         elif model == "fake-cut":
             self.start_events()
             for word in ("one", " two", " three"):
@@ -191,10 +194,12 @@ class UpstreamHandler(_Handler):
             "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
         }
 
-    def stream_text(self, request: dict, text: str) -> None:
+    def stream_text(self, request: dict, text: str, pause: float = 0.0) -> None:
         self.start_events()
         self.event(self.chunk(request, {"role": "assistant", "content": ""}))
         for index, word in enumerate(text.split(" ")):
+            if index and pause:
+                time.sleep(pause)
             self.event(self.chunk(request, {"content": word if index == 0 else f" {word}"}))
         self.event(self.chunk(request, {}, "stop"))
         if (request.get("stream_options") or {}).get("include_usage"):

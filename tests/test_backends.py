@@ -5,6 +5,7 @@ server-side tool loops."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import httpx
@@ -220,6 +221,18 @@ class TestOpenAIBackend:
         assert read.done_count == 0
         assert read.errors[0]["error"]["type"] == "server_error"
         assert len(fake_upstream.received(word)) == 1
+
+    def test_a_slow_drip_reaches_the_client_as_it_comes(self, client, tenant, fake_upstream):
+        upstream_agent(tenant, fake_upstream, "fake-drip")
+        started = time.monotonic()
+        arrivals = []
+        for chunk in client.chat.completions.create(model="support", messages=[user(marker())], stream=True):
+            if chunk.choices and chunk.choices[0].delta.content:
+                arrivals.append((time.monotonic() - started, chunk.choices[0].delta.content))
+        assert "".join(text for _, text in arrivals) == "slow and steady wins the race"
+        # six words 0.4 s apart: the first is relayed long before the upstream is done
+        assert arrivals[-1][0] - arrivals[0][0] >= 1.6
+        assert arrivals[0][0] < arrivals[-1][0] - 1.5
 
     def test_the_api_key_is_sealed_at_rest(self, tenant, fake_upstream):
         agent = upstream_agent(tenant, fake_upstream, "fake-echo")
