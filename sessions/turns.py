@@ -61,7 +61,7 @@ from sessions.transcript import answer_open_tool_calls, unseen_messages
 from sessions.usage import turn_usage_record
 
 if TYPE_CHECKING:
-    from accounts.models import ApiKey, Organization
+    from accounts.models import ApiKey, Organization, User
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +83,7 @@ def turn_submit(
     organization: Organization,
     api_key: ApiKey | None,
     request: TurnRequest,
+    user: User | None = None,
     idempotency_key: str | None = None,
     client_retry: bool = False,
 ) -> Turn:
@@ -141,6 +142,7 @@ def turn_submit(
                     position=(session.turn_count + 1) if session else 1,
                     agent=agent,
                     api_key=api_key,
+                    user=user,
                     model=request.agent_slug,
                     params=request.params,
                     input_messages=request.messages,

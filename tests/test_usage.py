@@ -245,3 +245,27 @@ def test_every_finished_turn_has_one_usage_record_and_the_usage_counts_them(stac
     completion = sum(answer.json()["usage"]["completion_tokens"] for answer in answers)
     assert UsageRecord.objects.filter(organization=tenant.organization).count() == 3
     assert usage(stack, tenant.key).json()["totals"] == counts(3, prompt, completion)
+
+
+def test_a_users_turn_is_recorded_with_the_user(stack, tenant):
+    from accounts.models import Membership
+    from sessions.models import Turn, UsageRecord
+    from tests.conftest import make_person
+
+    person = make_person(tenant, Membership.Role.MEMBER)
+    token = httpx.post(
+        f"{stack.url}/v1/auth/token",
+        json={"username": person.user.username, "password": person.password},
+        timeout=30,
+    ).json()["access"]
+    response = httpx.post(
+        f"{stack.api_url}/chat/completions",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"model": "echo", "messages": [{"role": "user", "content": "as a person"}]},
+        timeout=30,
+    )
+    assert response.status_code == 200
+    turn = Turn.objects.get(pk=response.headers["X-Turn-Id"])
+    assert (turn.user_id, turn.api_key_id) == (person.user.pk, None)
+    record = UsageRecord.objects.get(turn=turn)
+    assert (record.user_id, record.api_key_id) == (person.user.pk, None)

@@ -111,6 +111,7 @@ async def _answer_chat(
         submit_within_limits(principal, turn_submit),
         organization=principal.organization,
         api_key=principal.api_key,
+        user=principal.user,
         request=chat.turn,
         idempotency_key=_idempotency_key(request),
         client_retry=request.headers.get("X-Stainless-Retry-Count", "0") not in ("", "0"),
