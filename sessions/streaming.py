@@ -178,6 +178,10 @@ class EventWriter:
         events, self._pending = self._pending, []
         return events
 
+    def put_back(self, events: list[dict[str, Any]]) -> None:
+        """Return taken events, unwritten, to be written before any added later."""
+        self._pending = events + self._pending
+
 
 def store_events(turn_id: str, events: list[dict[str, Any]]) -> None:
     if events:

@@ -422,6 +422,7 @@ def _turn_finish(
     """Store how the turn ended, the messages of its steps and the stream's last events, at once."""
     now = timezone.now()
     events = writer.take_pending()
+    owned = True
     with transaction.atomic():
         session = Session.objects.select_for_update().get(pk=turn.session_id) if turn.session_id else None
         fields: dict = {"status": status, "finished_at": now, "lease_expires_at": None, "error": error}
@@ -431,13 +432,19 @@ def _turn_finish(
                 usage=usage_payload(reply.usage),
                 first_token_at=first_token_at or now,
             )
-        if not _fenced(turn).update(**fields):
-            return  # cancelled or taken over meanwhile: the new owner finishes it
-        turn_usage_record(turn=turn, status=status, usage=fields.get("usage"), finished_at=now)
-        if session is not None:
-            transcript_append(session=session, messages=stored, turn=turn)
-        store_events(turn.id, events)
-    publish_turn_events(turn.id, events)
+        owned = bool(_fenced(turn).update(**fields))
+        if owned:
+            turn_usage_record(turn=turn, status=status, usage=fields.get("usage"), finished_at=now)
+            if session is not None:
+                transcript_append(session=session, messages=stored, turn=turn)
+            store_events(turn.id, events)
+    if owned:
+        publish_turn_events(turn.id, events)
+        return
+    # A cancel that came after the runner's last look ends the turn as cancelled, with what it
+    # produced; a turn taken over by another worker is that worker's to finish (this is a no-op).
+    writer.put_back([event for event in events if event["kind"] not in (DONE, USAGE, ERROR)])
+    _turn_finish_cancelled(turn, reply or ReplyAccumulator(), writer, stored)
 
 
 def _turn_finish_cancelled(

@@ -107,3 +107,39 @@ def test_no_attempt_beyond_the_cap(tenant):
     turn_execute(turn_id=turn.id)
     assert Turn.objects.get(pk=turn.pk).attempts == settings.PARLEY_TURN_MAX_ATTEMPTS
     assert roles(session) == []
+
+
+def test_a_cancel_between_the_runners_last_look_and_its_finish_ends_the_turn_as_cancelled(tenant):
+    from agents.backends.base import ChoiceDelta
+    from sessions.events import CHUNK, DONE, USAGE
+    from sessions.models import TurnEventBatch, UsageRecord
+    from sessions.streaming import EventWriter, ReplyAccumulator
+    from sessions.turns import _turn_claim, _turn_finish, _turn_store_input, turn_cancel
+
+    session = new_session(tenant, "late-cancel")
+    claimed = _turn_claim(queued_turn(session, 1, "hi").id)
+    _turn_store_input(claimed)
+    # given a runner that has the whole answer and is about to store it
+    reply = ReplyAccumulator()
+    reply.add(ChoiceDelta(index=0, delta={"role": "assistant", "content": "all of it"}, finish_reason="stop"))
+    writer = EventWriter(claimed)
+    writer.add(CHUNK, {"choices": []})
+    writer.add(USAGE, {"choices": [], "usage": {}})
+    writer.add(DONE)
+    # when the cancel lands just before it does
+    turn_cancel(turn=claimed)
+    _turn_finish(
+        claimed,
+        writer,
+        status="completed",
+        stored=[{"role": "assistant", "content": "all of it"}],
+        reply=reply,
+    )
+    # then the turn ends as cancelled, with what it produced and a terminal event
+    turn = Turn.objects.get(pk=claimed.pk)
+    assert (turn.status, turn.finished_at is not None) == ("cancelled", True)
+    events = [event for batch in TurnEventBatch.objects.filter(turn=turn) for event in batch.events]
+    assert [event["kind"] for event in events] == ["chunk", "error"]
+    assert events[-1]["data"]["error"]["code"] == "turn_cancelled"
+    assert roles(session) == ["user", "assistant"]
+    assert UsageRecord.objects.get(turn=turn).status == "cancelled"
