@@ -161,6 +161,8 @@ PARLEY_EGRESS_PORTS = [int(port) for port in env_list("PARLEY_EGRESS_PORTS", "80
 # --- HTTP and static files ---------------------------------------------------------------------
 STATIC_URL = "static/"
 STATIC_ROOT = env_str("STATIC_ROOT", str(BASE_DIR / "var" / "static"))
+# WhiteNoise warns at every start when the folder is missing (before the first collectstatic).
+Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
