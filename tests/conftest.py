@@ -19,6 +19,7 @@ from django.db import connection
 
 from accounts.models import ApiKey, Membership, Organization, User
 from accounts.services import api_key_create, organization_create
+from sessions.models import Message, Session, Turn
 from tests import fakes, oidc_provider
 from tests.fakes import FakeServer
 from tests.live import Stack, database_url, running_stack
@@ -130,6 +131,16 @@ class Tenant:
     organization: Organization
     key: str
     api_key: ApiKey
+
+
+def stored_rows(tenant: Tenant) -> dict[str, int]:
+    """How many sessions, turns and messages the tenant has: a refused request changes none."""
+    organization = tenant.organization
+    return {
+        "sessions": Session.objects.filter(organization=organization).count(),
+        "turns": Turn.objects.filter(organization=organization).count(),
+        "messages": Message.objects.filter(session__organization=organization).count(),
+    }
 
 
 def make_tenant(prefix: str = "org") -> Tenant:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -185,3 +186,16 @@ def running_stack(
         yield stack
     finally:
         stop(stack.processes)
+
+
+def api(
+    stack: Stack, tenant: Any, method: str, path: str, headers: dict | None = None, **kwargs: Any
+) -> httpx.Response:
+    """A request to the live stack's /v1 API as `tenant` (its API key as Bearer)."""
+    return httpx.request(
+        method,
+        f"{stack.api_url}{path}",
+        headers={"Authorization": f"Bearer {tenant.key}", **(headers or {})},
+        timeout=30,
+        **kwargs,
+    )

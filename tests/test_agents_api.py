@@ -12,16 +12,7 @@ import pytest
 
 from agents.models import Agent
 from sessions.models import Session
-
-
-def api(stack, tenant, method: str, path: str, headers: dict | None = None, **kwargs) -> httpx.Response:
-    return httpx.request(
-        method,
-        f"{stack.api_url}{path}",
-        headers={"Authorization": f"Bearer {tenant.key}", **(headers or {})},
-        timeout=30,
-        **kwargs,
-    )
+from tests.live import api
 
 
 def create(stack, tenant, **body) -> dict:

@@ -15,8 +15,8 @@ from django.utils import timezone
 
 from accounts.services import api_key_create, api_key_revoke
 from agents.models import Agent
-from sessions.models import Message, Session, Turn
-from tests.conftest import Tenant
+from sessions.models import Session, Turn
+from tests.conftest import Tenant, stored_rows
 from tests.live import Stack
 
 USER_HI = {"role": "user", "content": "hi"}
@@ -33,15 +33,6 @@ def chat_body(**changes: Any) -> dict[str, Any]:
 
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
-
-
-def stored_rows(tenant: Tenant) -> dict[str, int]:
-    organization = tenant.organization
-    return {
-        "sessions": Session.objects.filter(organization=organization).count(),
-        "turns": Turn.objects.filter(organization=organization).count(),
-        "messages": Message.objects.filter(session__organization=organization).count(),
-    }
 
 
 def envelope(response: httpx.Response) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from sessions.models import Message, Session, Turn
 from sessions.services import session_title_from, sessions_delete_idle
 from sessions.tasks import delete_idle_sessions
 from tests.conftest import Tenant
-from tests.live import BIN, Stack, spawn, stop, wait_until
+from tests.live import BIN, Stack, api, spawn, stop, wait_until
 
 DEFAULTS = {
     "object": "automation_settings",
@@ -31,16 +31,6 @@ DEFAULTS = {
     "auto_title": False,
     "default_agent": None,
 }
-
-
-def api(stack: Stack, tenant: Tenant, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    return httpx.request(
-        method,
-        f"{stack.api_url}{path}",
-        headers={"Authorization": f"Bearer {tenant.key}"},
-        timeout=30,
-        **kwargs,
-    )
 
 
 def put_settings(stack: Stack, tenant: Tenant, body: Any) -> httpx.Response:

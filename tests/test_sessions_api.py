@@ -7,16 +7,7 @@ import pytest
 
 from agents.models import Agent
 from sessions.models import Message, Session
-
-
-def api(stack, tenant, method: str, path: str, **kwargs) -> httpx.Response:
-    return httpx.request(
-        method,
-        f"{stack.api_url}{path}",
-        headers={"Authorization": f"Bearer {tenant.key}"},
-        timeout=30,
-        **kwargs,
-    )
+from tests.live import api
 
 
 def chat(stack, tenant, session_id: str, text: str = "hi") -> None:

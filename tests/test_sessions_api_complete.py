@@ -14,17 +14,7 @@ import pytest
 from agents.models import Agent
 from sessions.models import Message, Session, Turn
 from tests.conftest import Tenant
-from tests.live import Stack
-
-
-def api(stack: Stack, tenant: Tenant, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    return httpx.request(
-        method,
-        f"{stack.api_url}{path}",
-        headers={"Authorization": f"Bearer {tenant.key}"},
-        timeout=30,
-        **kwargs,
-    )
+from tests.live import Stack, api
 
 
 def user(text: str) -> dict[str, str]:

@@ -11,8 +11,8 @@ import httpx
 import openai
 import pytest
 
-from sessions.models import Message, Session, Turn
-from tests.conftest import Tenant
+from sessions.models import Session, Turn
+from tests.conftest import Tenant, stored_rows
 from tests.live import Stack
 
 DROP = object()  # marks a field to leave out of the request
@@ -273,15 +273,6 @@ def post_chat(stack: Stack, tenant: Tenant, body: Any) -> httpx.Response:
         headers={"Authorization": f"Bearer {tenant.key}"},
         timeout=30,
     )
-
-
-def stored_rows(tenant: Tenant) -> dict[str, int]:
-    organization = tenant.organization
-    return {
-        "sessions": Session.objects.filter(organization=organization).count(),
-        "turns": Turn.objects.filter(organization=organization).count(),
-        "messages": Message.objects.filter(session__organization=organization).count(),
-    }
 
 
 def session_ids_named_by(body: dict[str, Any]) -> list[str]:
