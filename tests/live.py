@@ -22,6 +22,8 @@ BIN = Path(sys.executable).parent
 TURN_WAIT_SECONDS = 6
 RETRY_WINDOW_SECONDS = 2
 KEEPALIVE_SECONDS = 2
+SIGNIN_FAILURES_PER_USERNAME = 5
+SIGNIN_FAILURES_PER_ADDRESS = 12
 
 
 @dataclass
@@ -63,6 +65,9 @@ def stack_env(mode: str, db_url: str, run_id: str, log_dir: Path, extra: dict[st
         PARLEY_STREAM_IDLE_SECONDS="30",
         # The fake upstreams and webhooks listen on loopback: allowed explicitly, as operators would.
         PARLEY_EGRESS_ALLOW="127.0.0.1",
+        # Small, so that the brute-force tests (from addresses of their own) reach them quickly.
+        PARLEY_SIGNIN_FAILURES_PER_USERNAME=str(SIGNIN_FAILURES_PER_USERNAME),
+        PARLEY_SIGNIN_FAILURES_PER_ADDRESS=str(SIGNIN_FAILURES_PER_ADDRESS),
         PYTHONPATH=str(ROOT),
         PYTHONUNBUFFERED="1",
     )
@@ -71,6 +76,8 @@ def stack_env(mode: str, db_url: str, run_id: str, log_dir: Path, extra: dict[st
             DJANGO_SETTINGS_MODULE="config.settings.production",
             SECRET_KEY="test-secret-key-" + "x" * 40,
             DEBUG="false",
+            # The live servers speak plain HTTP on loopback, like a service behind its TLS proxy.
+            SECURE_SSL_REDIRECT="false",
             REDIS_URL=os.environ["REDIS_URL"],
             PARLEY_EXECUTOR="celery",
             PARLEY_CELERY_QUEUE=f"parley-test-{run_id}",

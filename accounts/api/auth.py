@@ -23,6 +23,7 @@ from rest_framework.views import APIView
 from rest_framework_simplejwt.settings import api_settings
 
 from accounts.jwt import TokenPair, jwt_pair_issue, jwt_pair_refresh, jwt_refresh_revoke, jwt_verify
+from accounts.signin_throttle import signin_attempt_check, signin_failure_record
 from config.errors import AuthenticationFailed, PermissionDenied
 
 
@@ -58,8 +59,11 @@ class TokenObtainView(APIView):
 
     def post(self, request: Request) -> Response:
         data = _valid(CredentialsInput, request)
+        attempt = {"username": data["username"], "client_address": request.META.get("REMOTE_ADDR", "")}
+        signin_attempt_check(**attempt)
         user = authenticate(request._request, username=data["username"], password=data["password"])
         if user is None or not user.is_active:
+            signin_failure_record(**attempt)
             raise AuthenticationFailed("Incorrect username or password.", code="invalid_credentials")
         if api_settings.UPDATE_LAST_LOGIN:
             update_last_login(None, user)

@@ -112,6 +112,18 @@ else:
 # keys, so that deployments (or test runs) can share one Redis.
 PARLEY_LIMITS_PREFIX = env_str("PARLEY_LIMITS_PREFIX", env_str("PARLEY_CHANNEL_PREFIX", "parley"))
 
+# Django's cache holds short-lived counters that every web process must share (failed sign-ins):
+# Redis when there is one, else this process's memory (the embedded mode has one process).
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": env_str("PARLEY_CHANNEL_PREFIX", "parley"),
+    }
+    if REDIS_URL
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+}
+
 PARLEY_EXECUTOR = env_str("PARLEY_EXECUTOR", "inline")
 if PARLEY_EXECUTOR not in {"inline", "celery"}:
     raise ImproperlyConfigured("PARLEY_EXECUTOR must be 'inline' or 'celery'.")
@@ -210,6 +222,12 @@ AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
     "allauth.account.auth_backends.AuthenticationBackend",
 ]
+
+# Failed password sign-ins (POST /v1/auth/token) allowed per window, per username and per client
+# address (accounts/signin_throttle.py); past them the endpoint answers 429 until the window ends.
+PARLEY_SIGNIN_WINDOW_SECONDS = env_int("PARLEY_SIGNIN_WINDOW_SECONDS", 300)
+PARLEY_SIGNIN_FAILURES_PER_USERNAME = env_int("PARLEY_SIGNIN_FAILURES_PER_USERNAME", 10)
+PARLEY_SIGNIN_FAILURES_PER_ADDRESS = env_int("PARLEY_SIGNIN_FAILURES_PER_ADDRESS", 50)
 
 PARLEY_JWT_SIGNING_KEY = env_str("PARLEY_JWT_SIGNING_KEY")
 if PARLEY_JWT_SIGNING_KEY and len(PARLEY_JWT_SIGNING_KEY) < 32:
