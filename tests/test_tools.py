@@ -525,6 +525,35 @@ def test_arguments_against_the_schema_are_answered_as_an_error(server: FakeServe
     assert server.received == []
 
 
+@pytest.mark.parametrize("where", ["pattern", "patternProperties"])
+def test_a_catastrophic_pattern_is_cut_off_and_answered_as_an_error(server: FakeServer, where: str) -> None:
+    # given: a tenant's schema whose regular expression backtracks exponentially on a near match
+    evil = "^(a|a)*$"
+    if where == "pattern":
+        parameters = {"type": "object", "properties": {"code": {"type": "string", "pattern": evil}}}
+        arguments = {"code": "a" * 40 + "!"}
+        where_in_arguments = "code: "
+    else:
+        parameters = {"type": "object", "patternProperties": {evil: {"type": "string"}}}
+        arguments = {"a" * 40 + "!": "x"}
+        where_in_arguments = ""
+    with server.allowed():
+        tool = lookup_tool(server.url("/tool"), parameters=parameters)
+
+        # when: the model's arguments are checked against it
+        started = time.monotonic()
+        answer = run([tool], "lookup_order", arguments)
+        elapsed = time.monotonic() - started
+
+    # then: the match is cut off after its time bound, the model is told, the tool is not called
+    assert answer == (
+        f"error: invalid arguments: {where_in_arguments}"
+        f"the pattern '{evil}' took longer than 0.1 s on this value"
+    )
+    assert elapsed < 5  # with Python's re this takes hours
+    assert server.received == []
+
+
 def test_an_unknown_tool_is_answered_as_an_error() -> None:
     assert (
         run([{"type": "calculator"}], "rm_rf", {})
@@ -633,6 +662,8 @@ def test_two_http_get_tools_with_their_own_names(server: FakeServer) -> None:
         {"type": "string"},
         [],
         "not a schema",
+        {"type": "object", "properties": {"a": {"type": "string", "pattern": "(unclosed"}}},
+        {"type": "object", "patternProperties": {"[z-a]": {"type": "string"}}},
     ],
 )
 def test_bad_parameters_schema_is_refused(parameters: object, server: FakeServer) -> None:

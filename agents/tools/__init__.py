@@ -21,6 +21,7 @@ from agents.tools.calculator import Calculator
 from agents.tools.current_time import CurrentTime
 from agents.tools.http_get import HttpGet
 from agents.tools.http_tool import HttpToolType
+from agents.tools.schema_validation import schema_errors
 
 __all__ = [
     "BUILTIN",
@@ -180,7 +181,7 @@ def _parse_arguments(raw: Any) -> tuple[dict[str, Any], str | None]:
 
 def _schema_problem(tool: ServerTool, arguments: dict[str, Any]) -> str | None:
     schema = tool.definition()["function"].get("parameters") or {"type": "object"}
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(arguments))
+    error = jsonschema.exceptions.best_match(schema_errors(schema, arguments))
     if error is None:
         return None
     where = "/".join(str(part) for part in error.absolute_path)

@@ -25,6 +25,7 @@ from agents import egress, secrets
 from agents.backends.base import validated_config
 from agents.tools import outbound
 from agents.tools.base import ToolContext, ToolError, function_definition, tool_name_field
+from agents.tools.schema_validation import schema_pattern_problem
 from agents.tools.signing import SIGNATURE_HEADER, sign
 
 DEFAULT_TIMEOUT = 10.0
@@ -115,6 +116,9 @@ class ParametersField(serializers.JSONField):
             jsonschema.Draft202012Validator.check_schema(schema)
         except jsonschema.SchemaError as error:
             raise serializers.ValidationError(f"Not a valid JSON Schema: {error.message}") from None
+        problem = schema_pattern_problem(schema)
+        if problem:
+            raise serializers.ValidationError(f"Not a valid JSON Schema: {problem}")
         return schema
 
 
