@@ -152,6 +152,12 @@ def _allow_list() -> _AllowList:
     return _parse_allow_list(tuple(settings.PARLEY_EGRESS_ALLOW))
 
 
+def egress_settings_check() -> None:
+    """Parse PARLEY_EGRESS_ALLOW now: a bad entry stops the process at start-up
+    (ImproperlyConfigured), not at an agent's first outbound call."""
+    _allow_list()
+
+
 @lru_cache(maxsize=8)
 def _parse_allow_list(entries: tuple[str, ...]) -> _AllowList:
     """Entries are host names (`internal.example`, or `*.internal.example` for its subdomains),

@@ -8,10 +8,13 @@ import gzip
 import http.server
 import ipaddress
 import logging
+import os
 import re
 import select
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +28,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from agents.egress import MAX_REDIRECTS, EgressRefused, check_url, outbound_client, read_capped
+from tests.live import ROOT
 
 # --- real servers on loopback -------------------------------------------------------------------
 
@@ -826,3 +830,26 @@ def test_tls_certificates_are_verified(settings, serve, tmp_path) -> None:
         pytest.raises(httpx2.ConnectError, match="CERTIFICATE_VERIFY_FAILED"),
     ):
         client.get(f"https://127.0.0.1:{server.port}/hello")
+
+
+@pytest.mark.parametrize("entry", ["not a host!", "10.0.0.0/33", "::g/64"])
+def test_a_bad_allow_list_entry_stops_the_process_at_start_up(entry: str) -> None:
+    # given: the web server's application module, loaded with a malformed allow-list
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "PARLEY_"))}
+    env.update(DJANGO_SETTINGS_MODULE="config.settings.embedded", PARLEY_EGRESS_ALLOW=f"127.0.0.1,{entry}")
+
+    # when
+    result = subprocess.run(
+        [sys.executable, "-c", "import config.asgi"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    # then: it refuses to start, naming the entry, before any agent calls out
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        f"django.core.exceptions.ImproperlyConfigured: PARLEY_EGRESS_ALLOW: {entry!r} is not a"
+    )
