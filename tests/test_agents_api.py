@@ -15,6 +15,7 @@ from accounts.services import organization_create
 from agents.models import Agent
 from sessions.models import Session
 from tests.conftest import UPSTREAM_KEY_BY_PREFIX, UPSTREAM_KEY_LISTED
+from tests.fakes import WEBHOOK_SECRET
 from tests.live import api
 
 
@@ -852,3 +853,54 @@ def test_the_admin_refuses_an_api_key_env_that_is_not_offered(admin_client):
         "echo",
         {},
     )
+
+
+CREDENTIALS_REFUSED = (
+    "Refusing a URL with credentials in it (user:password@127.0.0.1): give secrets in the settings "
+    "made for them (api_key, secret), never in a URL."
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        (
+            {
+                "backend": "openai",
+                "backend_config": {**UPSTREAM, "base_url": "http://user:hunter2@127.0.0.1:9/v1"},
+            },
+            "backend_config.base_url",
+        ),
+        (
+            {
+                "backend": "openai",
+                "backend_config": {**UPSTREAM, "base_url": "http://hunter2@127.0.0.1:9/v1"},
+            },
+            "backend_config.base_url",
+        ),
+        (
+            {
+                "backend": "webhook",
+                "backend_config": {"url": "https://user:hunter2@127.0.0.1:9/hook", "secret": WEBHOOK_SECRET},
+            },
+            "backend_config.url",
+        ),
+        (
+            {
+                "backend": "echo",
+                "tools": [
+                    {**HTTP_TOOL, "url": "http://user:hunter2@127.0.0.1:9/lookup", "secret": TOOL_SECRET}
+                ],
+            },
+            "tools[0].url",
+        ),
+    ],
+    ids=["openai", "openai-user-only", "webhook", "http-tool"],
+)
+def test_a_url_with_credentials_is_refused_naming_the_field(stack, tenant, body, param):
+    # when
+    response = api(stack, tenant, "POST", "/agents", json={"slug": "creds", **body})
+    # then
+    refused_field(response, param, CREDENTIALS_REFUSED)
+    assert "hunter2" not in response.text
+    assert agent_slugs(tenant) == ["echo"]

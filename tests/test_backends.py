@@ -15,6 +15,7 @@ from django.conf import settings
 
 from agents.backends import backend_for
 from agents.models import Agent
+from agents.secrets import seal
 from agents.tools.signing import verify
 from sessions.models import Message, Turn
 from tests.fakes import WEBHOOK_SECRET
@@ -579,3 +580,42 @@ def test_an_agent_stored_naming_a_variable_not_offered_fails_and_sends_nothing(
         for request in fake_upstream.requests:
             assert secret not in json.dumps(request.headers)
             assert secret.encode() not in request.body
+
+
+CREDENTIALS_REFUSED = {
+    "error": {
+        "message": "Refusing a URL with credentials in it (user:password@127.0.0.1): give secrets in "
+        "the settings made for them (api_key, secret), never in a URL.",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "egress_refused",
+    }
+}
+
+
+@pytest.mark.parametrize("backend", ["openai", "webhook"])
+def test_an_agent_stored_with_credentials_in_its_url_is_refused_at_use(
+    stack, tenant, fake_upstream, fake_webhook, backend
+):
+    # given an agent stored before credentials in URLs were refused
+    if backend == "openai":
+        config = {
+            "base_url": f"http://user:hunter2@127.0.0.1:{fake_upstream.port}/v1",
+            "model": "fake-echo",
+            "api_key": seal("sk-upstream-secret"),
+        }
+    else:
+        config = {
+            "url": f"http://user:hunter2@127.0.0.1:{fake_webhook.port}/json",
+            "secret": seal(WEBHOOK_SECRET),
+        }
+    Agent.objects.create(
+        organization=tenant.organization, slug="creds", name="creds", backend=backend, backend_config=config
+    )
+    word = marker()
+    # when it is asked, without and with streaming
+    answer, stream_errors = chat_both_ways(stack, tenant, "creds", word)
+    # then the egress guard refuses the call: nothing was sent
+    assert (answer.status_code, answer.json()) == (400, CREDENTIALS_REFUSED)
+    assert stream_errors == [CREDENTIALS_REFUSED]
+    assert fake_upstream.received(word) == fake_webhook.received(word) == []
