@@ -113,6 +113,13 @@ class OpenAIBackend:
     def public_config(self, config: dict[str, Any]) -> dict[str, Any]:
         return public_config_without(config, "api_key")
 
+    def secrets(self, config: dict[str, Any]) -> list[str]:
+        try:
+            key = _api_key(config)
+        except (UpstreamError, ValueError):  # no key that could have been sent
+            return []
+        return [key] if key != PLACEHOLDER_KEY else []
+
     def stream(self, call: AgentCall) -> Iterator[StreamItem]:
         config = call.backend_config
         client = _client(config["base_url"], _api_key(config), float(config.get("timeout", 60)))
