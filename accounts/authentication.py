@@ -17,6 +17,9 @@ from accounts.services import api_key_authenticate
 from config.errors import AuthenticationFailed, PermissionDenied
 
 ORGANIZATION_HEADER = "X-Organization"
+# Where the ASGI handler (config.asgi_handler) keeps the principal it authenticated before reading
+# the request's body, so that the view does not authenticate the same request again.
+PRINCIPAL_SCOPE_KEY = "parley.principal"
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,11 @@ class Principal:
 
 
 def authenticate_bearer(request: HttpRequest) -> Principal:
+    """Who the request's bearer is; it reads only the headers. AuthenticationFailed (401) or
+    PermissionDenied (403, for an organization the user is not in) otherwise."""
+    scope = getattr(request, "scope", None)
+    if isinstance(scope, dict) and isinstance(scope.get(PRINCIPAL_SCOPE_KEY), Principal):
+        return scope[PRINCIPAL_SCOPE_KEY]
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     token = token.strip()

@@ -118,6 +118,13 @@ def required_permission(url_name: str | None, method: str) -> str | None:
     return rules.get(method)
 
 
+def needs_credentials(url_name: str | None, method: str) -> bool:
+    """Whether the table asks `method` on the endpoint for credentials: such a request is
+    authenticated before its body is read (config.asgi_handler)."""
+    permission = required_permission(url_name, method)
+    return permission is not None and permission != PUBLIC
+
+
 def _url_name(request: Any) -> str | None:
     match = getattr(request, "resolver_match", None)
     return match.url_name if match is not None else None

@@ -13,7 +13,8 @@ exceptions of its transport through unwrapped when they are not its own, and so 
 SDK (it wraps only httpx2's `RequestError`s), so callers catch `EgressRefused` directly, and the
 SDK does not retry a refusal.
 
-Only the http and https schemes are called. Public addresses are called on the ports of
+Only the http and https schemes are called, and never a URL with credentials in it
+(`user:password@host`). Public addresses are called on the ports of
 `PARLEY_EGRESS_PORTS`; hosts and ranges of `PARLEY_EGRESS_ALLOW` on any port.
 """
 
@@ -329,12 +330,24 @@ def _vet(host: str, port: int, *, timeout: float | None) -> list[IPAddress]:
     return addresses
 
 
+def _check_credentials(url: httpx2.URL) -> None:
+    """A URL may not carry credentials (`user:password@host`): they would be sent to the host,
+    shown wherever the URL is (agents' public configuration, logs), and stored in clear."""
+    if url.userinfo:
+        host = _shown(_normal_name(url.raw_host.decode("ascii"))) or "the host"
+        raise _refuse(
+            f"Refusing a URL with credentials in it (user:password@{host}): give secrets in the "
+            "settings made for them (api_key, secret), never in a URL."
+        )
+
+
 def check_url(url: str) -> None:
     """Raise EgressRefused for a URL that outbound clients would refuse to call: a scheme other
-    than http/https, a missing host, a port that is not allowed, a numeric host in a non-standard
-    form (`2130706433`, `0x7f000001`, `0177.0.0.1`, `127.1`), or a host that is, or resolves to,
-    a refused address. For validating configuration when it is saved; the clients check again
-    at every connection. A name that does not resolve (yet) passes."""
+    than http/https, credentials in the URL, a missing host, a port that is not allowed, a
+    numeric host in a non-standard form (`2130706433`, `0x7f000001`, `0177.0.0.1`, `127.1`), or a
+    host that is, or resolves to, a refused address. For validating configuration when it is
+    saved; the clients check again at every request and connection. A name that does not
+    resolve (yet) passes."""
     try:
         parsed = httpx2.URL(url)
     except (httpx2.InvalidURL, TypeError) as exc:
@@ -343,6 +356,7 @@ def check_url(url: str) -> None:
     if scheme not in ALLOWED_SCHEMES:
         shown = f"'{scheme}'" if scheme else "no scheme"
         raise _refuse(f"Refusing a URL with {shown}: only http and https URLs can be called.")
+    _check_credentials(parsed)
     host = parsed.raw_host.decode("ascii")
     if not host:
         raise _refuse("Refusing a URL without a host.")
@@ -421,6 +435,7 @@ class _VettingTransport(httpx2.HTTPTransport):
             raise _refuse(
                 f"Refusing a URL with '{request.url.scheme}': only http and https URLs can be called."
             )
+        _check_credentials(request.url)
         return super().handle_request(request)
 
 

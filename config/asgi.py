@@ -1,7 +1,11 @@
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.embedded")
+django.setup(set_prefix=False)
 
-application = get_asgi_application()
+# Django's handler, authenticating and capping bodies before reading them (needs the apps loaded).
+from config.asgi_handler import ParleyASGIHandler  # noqa: E402
+
+application = ParleyASGIHandler()

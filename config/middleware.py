@@ -8,7 +8,7 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse
@@ -69,13 +69,19 @@ class _HybridMiddleware:
         return response
 
 
+def request_id_for(headers: Mapping[str, str]) -> str:
+    """A well-formed incoming X-Request-Id, else a new one; set for the log lines that follow."""
+    incoming = headers.get("X-Request-Id", "")
+    request_id = incoming if _CLIENT_REQUEST_ID.match(incoming) else f"req_{uuid.uuid4().hex}"
+    request_id_var.set(request_id)
+    return request_id
+
+
 class RequestIdMiddleware(_HybridMiddleware):
     """Keeps a well-formed incoming X-Request-Id, else makes one; echoes it on the answer."""
 
     def before(self, request: HttpRequest) -> None:
-        incoming = request.headers.get("X-Request-Id", "")
-        request.request_id = incoming if _CLIENT_REQUEST_ID.match(incoming) else f"req_{uuid.uuid4().hex}"
-        request_id_var.set(request.request_id)
+        request.request_id = request_id_for(request.headers)
 
     def after(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         response["X-Request-Id"] = request.request_id

@@ -26,6 +26,7 @@ from rest_framework.exceptions import ErrorDetail
 from accounts.automation import automation_get
 from agents.backends import backend_for
 from agents.backends.base import AgentCall, ChoiceDelta
+from agents.redaction import agent_secrets, redacted_error
 from agents.selectors import agent_get_enabled
 from agents.tools import server_tools_for
 from agents.tools.base import ToolContext
@@ -304,6 +305,9 @@ def _turn_run(turn: Turn) -> None:
             error = ServerError(
                 f"The agent failed while answering ({type(exc).__name__}).", code="agent_error"
             )
+        # The one way out for a backend's error: an upstream's or webhook's text may quote the
+        # agent's key; from here it is answered, streamed, stored and exported.
+        error = redacted_error(error, secrets=agent_secrets(turn.agent))
         writer.add(ERROR, error.payload())
         _turn_finish(
             turn,

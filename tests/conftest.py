@@ -88,6 +88,10 @@ def fake_webhook() -> Iterator[FakeServer]:
 # The live servers sign JWTs with this key, so tests can forge tokens with it (expired ones) or
 # without it (another key).
 JWT_SIGNING_KEY = "parley-tests-jwt-signing-key-0123456789abcdef"
+# Upstream keys that the live servers' operator offers to agents as `api_key_env`: one by the
+# PARLEY_UPSTREAM_KEY_ prefix, one listed in PARLEY_UPSTREAM_KEY_ENVS.
+UPSTREAM_KEY_BY_PREFIX = ("PARLEY_UPSTREAM_KEY_TESTS", f"sk-prefixed-{uuid.uuid4().hex}")
+UPSTREAM_KEY_LISTED = ("TEST_OFFERED_UPSTREAM_KEY", f"sk-listed-{uuid.uuid4().hex}")
 
 
 @pytest.fixture(scope="session")
@@ -108,6 +112,8 @@ def stack(django_db_setup, django_db_blocker, fake_upstream, fake_webhook, oidc_
     shared.update(oidc_listener.parley_env())
     # Sign-in tests hold a browser session over plain HTTP on loopback.
     shared.update(PARLEY_JWT_SIGNING_KEY=JWT_SIGNING_KEY, SECURE_COOKIES="false")
+    shared.update([UPSTREAM_KEY_BY_PREFIX, UPSTREAM_KEY_LISTED])
+    shared["PARLEY_UPSTREAM_KEY_ENVS"] = UPSTREAM_KEY_LISTED[0]
     with running_stack(STACK, db_url, settings.RUN_ID, log_dir, shared) as live:
         yield live
 

@@ -7,6 +7,8 @@ The fake upstream's behaviour is chosen by the `model` the agent asks for:
   into fragments of 1-3 characters;
 - "fake-429-once": 429 (Retry-After: 0) the first time it sees a conversation, then fake-echo;
 - "fake-500": always 500; "fake-400": always 400 with an error message;
+- "fake-401-echo": 401 whose message quotes the Authorization header it received, as upstreams
+  that refuse a key do;
 - "fake-cut": three chunks, then the connection drops;
 - "fake-drip": six words, 0.4 s apart;
 - "fake-calc": calls the `calculator` tool with 0.175 * 2380, then answers with the result;
@@ -20,6 +22,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -130,6 +133,17 @@ class UpstreamHandler(_Handler):
         messages = request.get("messages", [])
         if model == "fake-500":
             self.send_json(500, {"error": {"message": "upstream exploded", "type": "server_error"}})
+        elif model == "fake-401-echo":
+            self.send_json(
+                401,
+                {
+                    "error": {
+                        "message": f"Incorrect API key provided: {self.headers.get('Authorization')}.",
+                        "type": "invalid_request_error",
+                        "code": "invalid_api_key",
+                    }
+                },
+            )
         elif model == "fake-400":
             self.send_json(
                 400,
@@ -234,15 +248,27 @@ class UpstreamHandler(_Handler):
 
 
 WEBHOOK_SECRET = "whsec-test-0123456789abcdef"
+# The signing secret of a webhook that leaks it: new in every test run, so that a test can look
+# for it in logs and databases.
+LEAKY_WEBHOOK_SECRET = f"whsec-leaky-{uuid.uuid4().hex}"
 
 
 class WebhookHandler(_Handler):
     """Answers by path: /json (JSON), /sse (an event stream), /tools (a JSON tool call), /flaky
-    (500 the first time a conversation is seen, then JSON)."""
+    (500 the first time a conversation is seen, then JSON), /leak (signed with
+    LEAKY_WEBHOOK_SECRET: 401 quoting the secret and the Parley-Signature header it received)."""
 
     seen: set[str] = set()
 
     def do_POST(self) -> None:
+        if self.path == "/leak":
+            self.record()
+            signature = self.headers.get("Parley-Signature", "")
+            self.send_json(
+                401,
+                {"error": f"signature {signature} does not match the secret {LEAKY_WEBHOOK_SECRET}"},
+            )
+            return
         recorded = self.record()
         valid = verify(WEBHOOK_SECRET, recorded.body, self.headers.get("Parley-Signature", ""))
         recorded.headers["x-signature-valid"] = str(valid)

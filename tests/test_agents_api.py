@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
+from accounts.services import organization_create
 from agents.models import Agent
 from sessions.models import Session
+from tests.conftest import UPSTREAM_KEY_BY_PREFIX, UPSTREAM_KEY_LISTED
+from tests.fakes import WEBHOOK_SECRET
 from tests.live import api
 
 
@@ -713,3 +717,190 @@ def test_http_tool_signing_secret_is_write_only(stack, tenant):
         assert TOOL_SECRET not in response.text
     tool = Agent.objects.get(organization=tenant.organization, slug="hooked").tools[0]
     assert (tool["description"], tool["secret"]) == ("Looks up.", sealed)
+
+
+# --- what an agent may name and call: offered key variables only, no credentials in URLs --------
+
+NOT_OFFERED = (
+    "is not an environment variable offered for upstream keys (only those listed in "
+    "PARLEY_UPSTREAM_KEY_ENVS and those named PARLEY_UPSTREAM_KEY_* are)."
+)
+
+
+def refused_field(response: httpx.Response, param: str, message: str) -> None:
+    """The exact 400 of a validation error about one field (`param` as in `tools[0].url`)."""
+    loc = [
+        int(part) if part.isdigit() else part for part in param.replace("]", "").replace("[", ".").split(".")
+    ]
+    assert response.status_code == 400, response.text
+    assert response.json() == {
+        "error": {
+            "message": f"Invalid value for '{param}': {message}",
+            "type": "invalid_request_error",
+            "param": param,
+            "code": "invalid_value",
+        },
+        "detail": [{"loc": ["body", *loc], "msg": message, "type": "invalid"}],
+    }
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "SECRET_KEY",
+        "DATABASE_URL",
+        "REDIS_URL",
+        "PATH",
+        "PARLEY_SECRETS_KEY",
+        "PARLEY_JWT_SIGNING_KEY",
+        "PARLEY_UPSTREAM_KEY_ENVS",  # the setting itself, although it has the prefix
+        "PARLEY_UPSTREAM_KEY_",  # the prefix alone
+        "parley_upstream_key_tests",  # names are case-sensitive
+    ],
+)
+def test_api_key_env_naming_a_variable_the_operator_did_not_offer_is_refused(stack, tenant, variable):
+    # when
+    response = api(
+        stack,
+        tenant,
+        "POST",
+        "/agents",
+        json={"slug": "thief", "backend": "openai", "backend_config": {**UPSTREAM, "api_key_env": variable}},
+    )
+    # then
+    refused_field(response, "backend_config.api_key_env", f"{variable} {NOT_OFFERED}")
+    assert agent_slugs(tenant) == ["echo"]
+
+
+def test_api_key_env_naming_a_variable_not_offered_is_refused_on_update_too(stack, tenant):
+    # given
+    assert create_upstream_agent(stack, tenant).status_code == 201
+    before = stored(tenant, "upstream")
+    # when
+    response = api(
+        stack,
+        tenant,
+        "PATCH",
+        "/agents/upstream",
+        json={"backend_config": {**UPSTREAM, "api_key_env": "SECRET_KEY"}},
+    )
+    # then
+    refused_field(response, "backend_config.api_key_env", f"SECRET_KEY {NOT_OFFERED}")
+    assert stored(tenant, "upstream") == before
+
+
+@pytest.mark.parametrize("offered", [UPSTREAM_KEY_BY_PREFIX, UPSTREAM_KEY_LISTED], ids=["prefix", "listed"])
+def test_api_key_env_naming_an_offered_variable_sends_its_value(stack, tenant, fake_upstream, offered):
+    # given an agent whose key is a variable the operator offered
+    variable, value = offered
+    created = api(
+        stack,
+        tenant,
+        "POST",
+        "/agents",
+        json={
+            "slug": "offered",
+            "backend": "openai",
+            "backend_config": {
+                "base_url": f"{fake_upstream.url}/v1",
+                "model": "fake-echo",
+                "api_key_env": variable,
+            },
+        },
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["backend_config"] == {
+        "base_url": f"{fake_upstream.url}/v1",
+        "model": "fake-echo",
+        "api_key_env": variable,
+        "timeout": 60.0,
+        "max_retries": 2,
+        "api_key_set": False,
+    }
+    # when
+    word = f"offered-{uuid.uuid4().hex[:8]}"
+    answer = chat(stack, tenant, "offered", word)
+    # then the upstream got the variable's value as the key
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["choices"][0]["message"]["content"] == f"upstream says: {word}"
+    [received] = fake_upstream.received(word)
+    assert received.headers["authorization"] == f"Bearer {value}"
+    assert value not in answer.text
+
+
+def test_the_admin_refuses_an_api_key_env_that_is_not_offered(admin_client):
+    # given an organization, and its echo agent opened in the admin
+    organization = organization_create(slug=f"admin-env-{uuid.uuid4().hex[:8]}")
+    agent = Agent.objects.get(organization=organization, slug="echo")
+    form = {
+        "organization": organization.pk,
+        "slug": "echo",
+        "name": "Echo",
+        "backend": "openai",
+        "backend_config": json.dumps({**UPSTREAM, "api_key_env": "SECRET_KEY"}),
+        "system_prompt": "",
+        "default_params": "{}",
+        "tools": "[]",
+        "max_tool_steps": 5,
+        "enabled": "on",
+    }
+    # when the operator names SECRET_KEY
+    refused = admin_client.post(f"/admin/agents/agent/{agent.pk}/change/", form)
+    # then the form says why, the same as the API, and nothing changed
+    assert refused.status_code == 200
+    assert f"api_key_env: SECRET_KEY {NOT_OFFERED}" in refused.content.decode()
+    assert (Agent.objects.get(pk=agent.pk).backend, Agent.objects.get(pk=agent.pk).backend_config) == (
+        "echo",
+        {},
+    )
+
+
+CREDENTIALS_REFUSED = (
+    "Refusing a URL with credentials in it (user:password@127.0.0.1): give secrets in the settings "
+    "made for them (api_key, secret), never in a URL."
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        (
+            {
+                "backend": "openai",
+                "backend_config": {**UPSTREAM, "base_url": "http://user:hunter2@127.0.0.1:9/v1"},
+            },
+            "backend_config.base_url",
+        ),
+        (
+            {
+                "backend": "openai",
+                "backend_config": {**UPSTREAM, "base_url": "http://hunter2@127.0.0.1:9/v1"},
+            },
+            "backend_config.base_url",
+        ),
+        (
+            {
+                "backend": "webhook",
+                "backend_config": {"url": "https://user:hunter2@127.0.0.1:9/hook", "secret": WEBHOOK_SECRET},
+            },
+            "backend_config.url",
+        ),
+        (
+            {
+                "backend": "echo",
+                "tools": [
+                    {**HTTP_TOOL, "url": "http://user:hunter2@127.0.0.1:9/lookup", "secret": TOOL_SECRET}
+                ],
+            },
+            "tools[0].url",
+        ),
+    ],
+    ids=["openai", "openai-user-only", "webhook", "http-tool"],
+)
+def test_a_url_with_credentials_is_refused_naming_the_field(stack, tenant, body, param):
+    # when
+    response = api(stack, tenant, "POST", "/agents", json={"slug": "creds", **body})
+    # then
+    refused_field(response, param, CREDENTIALS_REFUSED)
+    assert "hunter2" not in response.text
+    assert agent_slugs(tenant) == ["echo"]

@@ -4,8 +4,15 @@ body), and real server faults. Every answer carries a request id."""
 
 from __future__ import annotations
 
+import http.client
+import json
 import re
+import select
+import socket
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from datetime import timedelta
 from typing import Any
 
@@ -155,6 +162,173 @@ def test_body_over_the_size_limit_answers_413_in_json_and_nothing_is_stored(
     assert not Session.objects.filter(
         organization=tenant.organization, external_id=body["session_id"]
     ).exists()
+
+
+# --- bodies are capped while read, and read only after authentication -----------------------------
+
+
+def sized_chat_body(size: int) -> bytes:
+    """A valid chat request of exactly `size` bytes (an unknown field pads it; unknown fields are
+    ignored)."""
+    body = chat_body(padding="")
+    padding = size - len(json.dumps(body).encode())
+    assert padding >= 0
+    return json.dumps({**body, "padding": "x" * padding}).encode()
+
+
+def chunked(body: bytes, size: int = 256 * 1024) -> Iterator[bytes]:
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
+@contextmanager
+def raw_connection(stack: Stack) -> Iterator[socket.socket]:
+    """A plain TCP connection to the live server; every read and write within 10 s."""
+    port = int(stack.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        yield sock
+
+
+def request_head(path: str, headers: dict[str, str]) -> bytes:
+    lines = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/json"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def chunk_frame(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def read_answer(sock: socket.socket) -> tuple[int, dict[str, str], dict[str, Any]]:
+    answer = http.client.HTTPResponse(sock)
+    answer.begin()
+    return (
+        answer.status,
+        {name.lower(): value for name, value in answer.getheaders()},
+        json.loads(answer.read()),
+    )
+
+
+def assert_closed(sock: socket.socket) -> None:
+    """The server hung up: it will not read the rest of the body."""
+    with suppress(ConnectionResetError):  # a reset, when what the client sent was left unread
+        assert sock.recv(1) == b""
+
+
+def too_large() -> dict[str, Any]:
+    return {
+        "error": {
+            "message": f"The request body is larger than the limit of {MAX_BODY_BYTES} bytes.",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "request_too_large",
+        }
+    }
+
+
+@pytest.mark.parametrize(
+    ("headers", "code", "message"),
+    [
+        pytest.param(
+            {},
+            "missing_api_key",
+            "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.",
+            id="no-key",
+        ),
+        pytest.param(
+            {"Authorization": "Bearer sk-parley-unknown000000000000"},
+            "invalid_api_key",
+            "Incorrect, revoked or expired API key provided.",
+            id="bad-key",
+        ),
+    ],
+)
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/agents", "/v1/sessions"])
+def test_an_unauthenticated_chunked_upload_is_refused_before_its_body_is_read(
+    stack: Stack, tenant: Tenant, headers: dict[str, str], code: str, message: str, path: str
+) -> None:
+    # given a chunked upload meant to be far larger than the limit, of which only a first chunk
+    # is sent
+    with raw_connection(stack) as sock:
+        sock.sendall(request_head(path, {**headers, "Transfer-Encoding": "chunked"}))
+        sock.sendall(chunk_frame(b"x" * 65536))
+        # when the client waits (the body has not ended: an answer cannot have waited for it)
+        status, answer_headers, body = read_answer(sock)
+        # then the 401, and the server takes nothing more
+        assert_closed(sock)
+    assert status == 401
+    assert body == {
+        "error": {"message": message, "type": "authentication_error", "param": None, "code": code}
+    }
+    assert answer_headers["connection"] == "close"
+    assert REQUEST_ID.match(answer_headers["x-request-id"])
+    assert stored_rows(tenant) == {"sessions": 0, "turns": 0, "messages": 0}
+
+
+def test_an_authenticated_chunked_body_over_the_limit_is_refused_once_it_passes_it(
+    stack: Stack, tenant: Tenant
+) -> None:
+    # given an authenticated chunked upload that goes on past the limit and never ends
+    deadline = time.monotonic() + 30
+    sent = 0
+    with raw_connection(stack) as sock:
+        sock.sendall(
+            request_head("/v1/chat/completions", {**bearer(tenant.key), "Transfer-Encoding": "chunked"})
+        )
+        piece = b"x" * (256 * 1024)
+        try:
+            while sent <= MAX_BODY_BYTES + 4 * len(piece) and time.monotonic() < deadline:
+                if select.select([sock], [], [], 0)[0]:
+                    break  # the answer came
+                sock.sendall(chunk_frame(piece))
+                sent += len(piece)
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            pass  # the server stopped reading: its answer is waiting
+        # when the client reads the answer
+        status, answer_headers, body = read_answer(sock)
+    # then a 413, without the body ever having ended
+    assert (status, body) == (413, too_large())
+    assert answer_headers["connection"] == "close"
+    assert sent > MAX_BODY_BYTES
+    assert stored_rows(tenant) == {"sessions": 0, "turns": 0, "messages": 0}
+
+
+@pytest.mark.parametrize("authenticated", [True, False], ids=["with-key", "without-key"])
+def test_a_declared_length_over_the_limit_is_refused_before_the_body_is_sent(
+    stack: Stack, tenant: Tenant, authenticated: bool
+) -> None:
+    headers = {"Content-Length": str(MAX_BODY_BYTES + 1), **(bearer(tenant.key) if authenticated else {})}
+    with raw_connection(stack) as sock:
+        # when only the headers are sent
+        sock.sendall(request_head("/v1/chat/completions", headers))
+        status, _, body = read_answer(sock)
+    # then a key is checked first, then the size
+    if authenticated:
+        assert (status, body) == (413, too_large())
+    else:
+        assert status == 401
+        assert body["error"]["code"] == "missing_api_key"
+    assert stored_rows(tenant) == {"sessions": 0, "turns": 0, "messages": 0}
+
+
+@pytest.mark.parametrize("transfer", ["content-length", "chunked"])
+def test_a_body_of_exactly_the_limit_is_served_and_one_byte_more_is_413(
+    stack: Stack, tenant: Tenant, transfer: str
+) -> None:
+    at_limit, over_limit = sized_chat_body(MAX_BODY_BYTES), sized_chat_body(MAX_BODY_BYTES + 1)
+    with httpx.Client(timeout=60, headers={**bearer(tenant.key), "Content-Type": "application/json"}) as http:
+        # when
+        if transfer == "chunked":
+            served = http.post(f"{stack.api_url}/chat/completions", content=chunked(at_limit))
+            refused = http.post(f"{stack.api_url}/chat/completions", content=chunked(over_limit))
+        else:
+            served = http.post(f"{stack.api_url}/chat/completions", content=at_limit)
+            refused = http.post(f"{stack.api_url}/chat/completions", content=over_limit)
+    # then
+    assert served.status_code == 200, served.text[:500]
+    assert served.json()["choices"][0]["message"]["content"] == ECHO_OF_HI
+    assert (refused.status_code, refused.json()) == (413, too_large())
+    assert stored_rows(tenant) == {"sessions": 1, "turns": 1, "messages": 2}
 
 
 # --- authentication ------------------------------------------------------------------------------

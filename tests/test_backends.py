@@ -11,9 +11,11 @@ import uuid
 import httpx
 import openai
 import pytest
+from django.conf import settings
 
 from agents.backends import backend_for
 from agents.models import Agent
+from agents.secrets import seal
 from agents.tools.signing import verify
 from sessions.models import Message, Turn
 from tests.fakes import WEBHOOK_SECRET
@@ -474,7 +476,11 @@ def test_openai_configuration_refuses_ambiguous_keys_and_reserved_extra_params(f
 
 def test_an_api_key_from_a_missing_environment_variable_is_a_clear_error(client, tenant, fake_upstream):
     config = backend_for("openai").validate_config(
-        {"base_url": f"{fake_upstream.url}/v1", "model": "fake-echo", "api_key_env": "PARLEY_TEST_UNSET_KEY"},
+        {
+            "base_url": f"{fake_upstream.url}/v1",
+            "model": "fake-echo",
+            "api_key_env": "PARLEY_UPSTREAM_KEY_UNSET",
+        },
         previous={},
     )
     Agent.objects.create(
@@ -513,3 +519,103 @@ def test_the_step_limit_on_a_mixed_answer_keeps_the_client_calls_open(client, te
         extra_body={"session_id": f"lim-{word}"},
     )
     assert second.choices[0].finish_reason == "stop"
+
+
+# --- what a stored agent may still do: agents saved before the rules were checked ---------------
+
+
+def chat_both_ways(stack, tenant, model: str, word: str) -> tuple[httpx.Response, list[dict]]:
+    """The same request without and with streaming: the answer, and the stream's error events."""
+    body = {"model": model, "messages": [user(word)]}
+    answer = httpx.post(
+        f"{stack.api_url}/chat/completions",
+        json=body,
+        headers={"Authorization": f"Bearer {tenant.key}"},
+        timeout=30,
+    )
+    response, read = post_stream(f"{stack.api_url}/chat/completions", tenant.key, {**body, "stream": True})
+    assert response.status_code == 200
+    assert read.done_count == 0
+    return answer, read.errors
+
+
+@pytest.mark.parametrize(
+    "variable", ["SECRET_KEY", "DATABASE_URL", "PARLEY_SECRETS_KEY", "PARLEY_JWT_SIGNING_KEY"]
+)
+def test_an_agent_stored_naming_a_variable_not_offered_fails_and_sends_nothing(
+    stack, tenant, fake_upstream, variable
+):
+    # given an agent stored before api_key_env was checked, naming one of the server's secrets
+    Agent.objects.create(
+        organization=tenant.organization,
+        slug="thief",
+        name="thief",
+        backend="openai",
+        backend_config={"base_url": f"{fake_upstream.url}/v1", "model": "fake-echo", "api_key_env": variable},
+    )
+    # (the live servers' SECRET_KEY is the tests' own unless the production mode sets one)
+    secret = stack.env.get(variable, settings.SECRET_KEY if variable == "SECRET_KEY" else None)
+    assert secret
+    word = marker()
+    # when it is asked, without and with streaming
+    answer, stream_errors = chat_both_ways(stack, tenant, "thief", word)
+    # then each turn fails with a clear error
+    error = {
+        "error": {
+            "message": f"This agent's api_key_env {variable} is not an environment variable offered for "
+            "upstream keys (only those listed in PARLEY_UPSTREAM_KEY_ENVS and those named "
+            "PARLEY_UPSTREAM_KEY_* are); an admin of the organization must change it.",
+            "type": "server_error",
+            "param": None,
+            "code": "upstream_key_not_offered",
+        }
+    }
+    assert (answer.status_code, answer.json()) == (502, error)
+    assert stream_errors == [error]
+    turns = Turn.objects.filter(organization=tenant.organization)
+    assert [(turn.status, turn.error) for turn in turns] == [("failed", {"status": 502, **error})] * 2
+    # and the variable's value reached no upstream
+    assert fake_upstream.received(word) == []
+    with fake_upstream.lock:
+        for request in fake_upstream.requests:
+            assert secret not in json.dumps(request.headers)
+            assert secret.encode() not in request.body
+
+
+CREDENTIALS_REFUSED = {
+    "error": {
+        "message": "Refusing a URL with credentials in it (user:password@127.0.0.1): give secrets in "
+        "the settings made for them (api_key, secret), never in a URL.",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "egress_refused",
+    }
+}
+
+
+@pytest.mark.parametrize("backend", ["openai", "webhook"])
+def test_an_agent_stored_with_credentials_in_its_url_is_refused_at_use(
+    stack, tenant, fake_upstream, fake_webhook, backend
+):
+    # given an agent stored before credentials in URLs were refused
+    if backend == "openai":
+        config = {
+            "base_url": f"http://user:hunter2@127.0.0.1:{fake_upstream.port}/v1",
+            "model": "fake-echo",
+            "api_key": seal("sk-upstream-secret"),
+        }
+    else:
+        config = {
+            "url": f"http://user:hunter2@127.0.0.1:{fake_webhook.port}/json",
+            "secret": seal(WEBHOOK_SECRET),
+        }
+    Agent.objects.create(
+        organization=tenant.organization, slug="creds", name="creds", backend=backend, backend_config=config
+    )
+    word = marker()
+    # when it is asked, without and with streaming
+    answer, stream_errors = chat_both_ways(stack, tenant, "creds", word)
+    # then the egress guard refuses the call: nothing was sent
+    assert (answer.status_code, answer.json()) == (400, CREDENTIALS_REFUSED)
+    assert stream_errors == [CREDENTIALS_REFUSED]
+    assert fake_upstream.received(word) == fake_webhook.received(word) == []

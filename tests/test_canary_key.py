@@ -1,11 +1,16 @@
 """A canary API key, minted through the API and used for every kind of call (successes, bad
 JSON, unknown models, missing objects, refusals, a revoke, its own revocation), never shows up
 anywhere it could leak from: the servers' logs, any answer but the one that minted it, the
-admin's pages, the audit trail, any database column or the Redis keyspace."""
+admin's pages, the audit trail, any database column or the Redis keyspace.
+
+The same for an agent's own secrets that an upstream or a webhook quotes back in its error (a
+canary upstream key, a canary signing secret and the signatures made with it): redacted before
+the error is answered, streamed, stored, exported or logged."""
 
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,6 +24,10 @@ from django.test import Client
 
 from accounts.models import ApiKey, AuditEvent, User
 from accounts.services import api_key_create, organization_create
+from agents.models import Agent
+from agents.redaction import agent_secrets, redact
+from agents.secrets import seal
+from tests.fakes import LEAKY_WEBHOOK_SECRET, FakeServer
 from tests.live import Stack
 
 
@@ -41,7 +50,7 @@ class Canary:
         return self.key in text or self.secret_part in text
 
 
-def _record(canary: Canary, what: str, response: httpx.Response) -> httpx.Response:
+def _record(canary: Canary | EchoedSecrets, what: str, response: httpx.Response) -> httpx.Response:
     headers = "\n".join(f"{name}: {value}" for name, value in response.headers.items())
     canary.answers.append((what, response.status_code, headers + "\n\n" + response.text))
     return response
@@ -260,3 +269,242 @@ def test_no_redis_key_or_value_holds_the_canary(canary):
                 leaking.append(name)
     client.close()
     assert leaking == []
+
+
+# --- an agent's secrets, quoted back by its upstream or webhook ---------------------------------
+
+
+@dataclass
+class EchoedSecrets:
+    upstream_key: str
+    webhook_secret: str
+    # The HMACs of the Parley-Signature headers sent to the webhook (known once it was called).
+    signatures: list[str] = field(default_factory=list)
+    # Every answer about the failed turns: (what was asked, status, headers and body as text).
+    answers: list[tuple[str, int, str]] = field(default_factory=list)
+    # The bodies of those answers, by what was asked.
+    bodies: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def secrets(self) -> list[str]:
+        # A secret's random part alone must not show either.
+        return [
+            self.upstream_key,
+            self.upstream_key.removeprefix("sk-canary-"),
+            self.webhook_secret,
+            self.webhook_secret.removeprefix("whsec-leaky-"),
+            *self.signatures,
+        ]
+
+    def leaks_in(self, text: str) -> bool:
+        return any(secret in text for secret in self.secrets)
+
+
+LEAKY_AGENTS = ("leaky-upstream", "leaky-hook")
+
+
+def _ask_the_leaky_agents(stack: Stack, echoed: EchoedSecrets, admin_key: str, chat_key: str) -> None:
+    admin = {"Authorization": f"Bearer {admin_key}"}
+    chat_only = {"Authorization": f"Bearer {chat_key}"}
+    with httpx.Client(base_url=stack.url, timeout=30) as http:
+
+        def send(what: str, method: str, path: str, headers: dict, **kwargs) -> httpx.Response:
+            response = _record(echoed, what, http.request(method, path, headers=headers, **kwargs))
+            echoed.bodies[what] = response.text
+            return response
+
+        for slug in LEAKY_AGENTS:
+            session_id = f"{slug}-session"
+            body = {
+                "model": slug,
+                "messages": [{"role": "user", "content": "hello"}],
+                "session_id": session_id,
+            }
+            turn_id = send(f"{slug} chat", "POST", "/v1/chat/completions", chat_only, json=body).headers[
+                "X-Turn-Id"
+            ]
+            with http.stream(
+                "POST", "/v1/chat/completions", headers=chat_only, json={**body, "stream": True}
+            ) as streamed:
+                text = streamed.read().decode()
+                echoed.answers.append((f"{slug} streamed chat", streamed.status_code, text))
+                echoed.bodies[f"{slug} streamed chat"] = text
+            send(f"{slug} turn", "GET", f"/v1/turns/{turn_id}", chat_only)
+            send(f"{slug} replayed events", "GET", f"/v1/turns/{turn_id}/events", chat_only)
+            send(f"{slug} session", "GET", f"/v1/sessions/{session_id}", admin)
+            send(f"{slug} export", "GET", f"/v1/sessions/{session_id}/export", admin)
+        send("usage", "GET", "/v1/usage", admin)
+
+
+@pytest.fixture(scope="module")
+def echoed(
+    stack: Stack, fake_upstream: FakeServer, fake_webhook: FakeServer, django_db_blocker
+) -> Iterator[EchoedSecrets]:
+    with django_db_blocker.unblock():
+        organization = organization_create(slug=f"leaky-{uuid.uuid4().hex[:10]}")
+        admin_key = api_key_create(organization=organization, name="admin").secret
+        chat_key = api_key_create(organization=organization, name="chat", scopes=["chat"]).secret
+        echoed = EchoedSecrets(
+            upstream_key=f"sk-canary-{uuid.uuid4().hex}", webhook_secret=LEAKY_WEBHOOK_SECRET
+        )
+        # given agents, made through the API, whose upstream and webhook quote their secrets back
+        agents = [
+            {
+                "slug": "leaky-upstream",
+                "backend": "openai",
+                "backend_config": {
+                    "base_url": f"{fake_upstream.url}/v1",
+                    "model": "fake-401-echo",
+                    "api_key": echoed.upstream_key,
+                },
+            },
+            {
+                "slug": "leaky-hook",
+                "backend": "webhook",
+                "backend_config": {"url": f"{fake_webhook.url}/leak", "secret": echoed.webhook_secret},
+            },
+        ]
+        for agent in agents:
+            created = httpx.post(
+                f"{stack.api_url}/agents",
+                headers={"Authorization": f"Bearer {admin_key}"},
+                json=agent,
+                timeout=30,
+            )
+            assert created.status_code == 201, created.text
+        # when they are asked every way a client can
+        _ask_the_leaky_agents(stack, echoed, admin_key, chat_key)
+        with fake_webhook.lock:
+            echoed.signatures = [
+                request.headers["parley-signature"].split("v1=")[1]
+                for request in fake_webhook.requests
+                if request.path == "/leak"
+            ]
+        yield echoed
+
+
+def _error_event(stream: str) -> dict:
+    events = [line[6:] for line in stream.splitlines() if line.startswith("data: ")]
+    assert events[-1] != "[DONE]"
+    return json.loads(events[-1])
+
+
+UPSTREAM_ERROR = {
+    "error": {
+        "message": "The upstream model refused the request: Incorrect API key provided: Bearer [redacted].",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "upstream_invalid_request",
+    }
+}
+WEBHOOK_MESSAGE = re.compile(
+    re.escape('The webhook refused the turn (401): {"error": "signature t=')
+    + r"[0-9]+"
+    + re.escape(',v1=[redacted] does not match the secret [redacted]"}')
+)
+
+
+def test_the_leaky_agents_sent_their_secrets_and_got_them_back(echoed, fake_upstream, fake_webhook):
+    # The control for every "nowhere" below: the secrets went out, and came back in the errors.
+    with fake_upstream.lock:
+        sent = [request.headers["authorization"] for request in fake_upstream.requests]
+    assert sent.count(f"Bearer {echoed.upstream_key}") == 2  # two turns; a 401 is not retried
+    assert len(echoed.signatures) == 2
+    assert all(re.fullmatch("[0-9a-f]{64}", signature) for signature in echoed.signatures)
+
+
+def test_an_upstream_quoting_the_key_gets_it_redacted_in_every_answer(echoed):
+    assert json.loads(echoed.bodies["leaky-upstream chat"]) == UPSTREAM_ERROR
+    assert _error_event(echoed.bodies["leaky-upstream streamed chat"]) == UPSTREAM_ERROR
+    assert _error_event(echoed.bodies["leaky-upstream replayed events"]) == UPSTREAM_ERROR
+    turn = json.loads(echoed.bodies["leaky-upstream turn"])
+    assert (turn["status"], turn["error"]) == ("failed", UPSTREAM_ERROR["error"])
+    export = json.loads(echoed.bodies["leaky-upstream export"])
+    assert [exported["error"] for exported in export["turns"]] == [UPSTREAM_ERROR["error"]] * 2
+
+
+def test_a_webhook_quoting_its_secret_and_signature_gets_them_redacted_in_every_answer(echoed):
+    answer = json.loads(echoed.bodies["leaky-hook chat"])
+    assert WEBHOOK_MESSAGE.fullmatch(answer["error"].pop("message")), answer
+    assert answer == {"error": {"type": "server_error", "param": None, "code": "webhook_error"}}
+    for what in ("leaky-hook streamed chat", "leaky-hook replayed events"):
+        assert WEBHOOK_MESSAGE.fullmatch(_error_event(echoed.bodies[what])["error"]["message"]), what
+    turn = json.loads(echoed.bodies["leaky-hook turn"])
+    assert WEBHOOK_MESSAGE.fullmatch(turn["error"]["message"])
+    export = json.loads(echoed.bodies["leaky-hook export"])
+    assert len(export["turns"]) == 2
+    assert all(WEBHOOK_MESSAGE.fullmatch(exported["error"]["message"]) for exported in export["turns"])
+
+
+def test_no_answer_holds_an_echoed_secret(echoed):
+    assert len(echoed.answers) == 13
+    leaking = [what for what, _, text in echoed.answers if echoed.leaks_in(text)]
+    assert leaking == []
+
+
+def test_no_server_log_holds_an_echoed_secret(stack, echoed):
+    assert stack.logs
+    for log in stack.logs:
+        text = log.read_text(errors="replace")
+        assert not echoed.leaks_in(text), log.name
+
+
+def test_no_database_column_holds_an_echoed_secret(echoed):
+    # given every value of every table: turns, their event batches, messages, usage records too
+    values = list(_every_stored_value())
+    tables = {table for table, _ in values}
+    assert {
+        "conversations_turn",
+        "conversations_turneventbatch",
+        "conversations_message",
+        "conversations_usagerecord",
+    } <= tables
+    # then the redacted errors are there, and the secrets are not
+    assert any("Bearer [redacted]" in value for table, value in values if table == "conversations_turn")
+    leaking = sorted({table for table, value in values if echoed.leaks_in(value)})
+    assert leaking == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Incorrect API key provided: sk-proj-AbCdEf123456.", "Incorrect API key provided: [redacted]."),
+        ("Authorization: Bearer eyJhbGciOi.JIUzI1NiJ9.c2lnbmF0dXJl", "Authorization: Bearer [redacted]"),
+        ("got bearer abcdefgh12345678 from you", "got bearer [redacted] from you"),
+        ("token Bearer eyJhbGciOi.JIUzI1NiJ9.c2ln expired.", "token Bearer [redacted] expired."),
+        ("(Bearer abcdefgh12345678.)", "(Bearer [redacted].)"),
+        (f"Parley-Signature: t=1700000000,v1={'ab' * 32}", "Parley-Signature: t=1700000000,v1=[redacted]"),
+        ("temperature is not supported by this model", "temperature is not supported by this model"),
+        ("the bearer of bad news", "the bearer of bad news"),
+        ("task-1234567890 failed", "task-1234567890 failed"),
+    ],
+)
+def test_credential_shapes_are_redacted_and_ordinary_text_is_not(text: str, expected: str):
+    assert redact(text) == expected
+
+
+def test_an_agents_own_secrets_are_redacted_whatever_their_shape():
+    text = "key=my-own-key-123, again my-own-key-123, and a short one"
+    assert redact(text, ["my-own-key-123", "short"]) == "key=[redacted], again [redacted], and a short one"
+
+
+def test_an_agents_secrets_are_its_backends_and_its_tools(monkeypatch):
+    # given a webhook agent with an http tool, and openai agents keyed in the environment
+    webhook = Agent(
+        backend="webhook",
+        backend_config={"url": "http://127.0.0.1/hook", "secret": seal("whsec-backend-secret")},
+        tools=[
+            {"type": "http", "name": "lookup", "url": "http://127.0.0.1/t", "secret": seal("tool-secret-1")}
+        ],
+    )
+    monkeypatch.setenv("PARLEY_UPSTREAM_KEY_REDACTION", "sk-from-the-environment")
+    monkeypatch.setenv("SECRET_KEY", "the-servers-own-secret")
+    offered = Agent(backend="openai", backend_config={"api_key_env": "PARLEY_UPSTREAM_KEY_REDACTION"})
+    not_offered = Agent(backend="openai", backend_config={"api_key_env": "SECRET_KEY"})
+    keyless = Agent(backend="openai", backend_config={"base_url": "http://127.0.0.1/v1"})
+    # then
+    assert agent_secrets(webhook) == ["whsec-backend-secret", "tool-secret-1"]
+    assert agent_secrets(offered) == ["sk-from-the-environment"]
+    assert agent_secrets(not_offered) == []  # never read, so never sent
+    assert agent_secrets(keyless) == []  # the placeholder key is no secret
+    assert agent_secrets(None) == []

@@ -287,7 +287,7 @@ SSRF_CORPUS = [
     ("http://0.0.0.0:{p}/", "the unspecified address"),
     ("http://0:{p}/", "the unspecified address"),
     ("http://[::]:{p6}/", "the unspecified address"),
-    ("http://user:hunter2@127.0.0.1:{p}/?api_key=sk-live", "loopback"),
+    ("http://user:hunter2@127.0.0.1:{p}/?api_key=sk-live", "credentials in it (user:password@127.0.0.1)"),
     ("gopher://127.0.0.1:{p}/_SET%20x%201", "only http and https"),
     ("ftp://127.0.0.1:{p}/", "only http and https"),
     ("dict://127.0.0.1:{p}/info", "only http and https"),
@@ -367,16 +367,43 @@ def test_refusals_are_logged_as_warnings_without_credentials(
     with outbound_client(timeout=2) as client, pytest.raises(EgressRefused) as refused:
         client.get(url, headers={"Authorization": "Bearer sk-live-secret"})
 
-    assert refused.value.message == (
-        "Refusing to connect to 127.0.0.1: it is a loopback address; "
-        "add it to PARLEY_EGRESS_ALLOW to allow it."
-    )
+    assert refused.value.message == CREDENTIALS_REFUSED
     warnings = [record for record in caplog.records if record.name == "agents.egress"]
     assert [record.levelno for record in warnings] == [logging.WARNING]
     assert "127.0.0.1" in warnings[0].getMessage()
     for secret in ("hunter2", "sk-live-secret", "operator"):
         assert secret not in caplog.text
         assert secret not in refused.value.message
+
+
+CREDENTIALS_REFUSED = (
+    "Refusing a URL with credentials in it (user:password@127.0.0.1): give secrets in the settings "
+    "made for them (api_key, secret), never in a URL."
+)
+
+
+@pytest.mark.parametrize("userinfo", ["user:hunter2@", "hunter2@", ":hunter2@", "user:@"])
+def test_credentials_in_a_url_are_refused_even_for_an_allowed_host(
+    settings, canary: Canaries, userinfo: str
+) -> None:
+    # given an operator who allows the host
+    settings.PARLEY_EGRESS_ALLOW = ["127.0.0.1"]
+    url = f"http://{userinfo}127.0.0.1:{canary.v4.port}/v1"
+    sdk = openai.OpenAI(
+        base_url=url, api_key="sk-test", max_retries=0, http_client=outbound_client(timeout=2)
+    )
+
+    # when the URL is checked, called, and used as an upstream's base_url
+    with pytest.raises(EgressRefused) as checked:
+        check_url(url)
+    with outbound_client(timeout=2) as client, pytest.raises(EgressRefused) as called:
+        client.get(url)
+    with pytest.raises(EgressRefused) as upstream:
+        sdk.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+
+    # then each is refused without a connection, and without repeating the credentials
+    assert checked.value.message == called.value.message == upstream.value.message == CREDENTIALS_REFUSED
+    assert canary.connections() == []
 
 
 def test_the_canaries_do_see_a_request_that_is_allowed(settings, canary: Canaries) -> None:
@@ -433,6 +460,16 @@ def test_a_redirect_to_an_internal_address_is_refused(
     assert reason in refused.value.message
     assert [seen["path"].split("?")[0] for seen in allowed_hop.seen] == ["/redirect"]
     assert canary.connections() == []
+
+
+def test_a_redirect_to_a_url_with_credentials_is_refused(allowed_hop: FakeServer) -> None:
+    location = allowed_hop.url("/hello").replace("http://", "http://user:hunter2@")
+
+    with outbound_client(timeout=2, follow_redirects=True) as client, pytest.raises(EgressRefused) as refused:
+        client.get(allowed_hop.url("/redirect"), params={"to": location})
+
+    assert refused.value.message == CREDENTIALS_REFUSED.replace("127.0.0.1", "127.0.0.2")
+    assert [seen["path"].split("?")[0] for seen in allowed_hop.seen] == ["/redirect"]
 
 
 def test_redirects_are_not_followed_by_default(allowed_hop: FakeServer, canary: Canaries) -> None:

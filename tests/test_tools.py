@@ -362,7 +362,11 @@ def test_http_get_gives_up_after_its_timeout(server: FakeServer, path: str) -> N
         ("file:///etc/passwd", "error: only http and https URLs are allowed"),
         ("ftp://127.0.0.1/", "error: only http and https URLs are allowed"),
         ("http:///path", "error: the URL has no host"),
-        ("http://user:pw@127.0.0.1/", "error: credentials in the URL are not allowed"),
+        (
+            "http://user:pw@127.0.0.1/",
+            "error: Refusing a URL with credentials in it (user:password@127.0.0.1): give secrets in the "
+            "settings made for them (api_key, secret), never in a URL.",
+        ),
         ("http://127.0.0.1:port/", "error: not a valid URL"),
     ],
 )

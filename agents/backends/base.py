@@ -55,6 +55,11 @@ class AgentBackend(Protocol):
         """The configuration as APIs and pages may show it: without any secret."""
         ...
 
+    def secrets(self, config: dict[str, Any]) -> list[str]:
+        """The secrets that calls with this configuration send out (an API key, a signing
+        secret), in clear: what agents.redaction removes from the backend's errors."""
+        ...
+
 
 def validated_config(serializer_class: type[serializers.Serializer], config: Any) -> dict[str, Any]:
     """Validate a backend configuration with a DRF serializer; unknown keys are refused (a typo

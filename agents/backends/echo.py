@@ -56,6 +56,9 @@ class EchoBackend:
     def public_config(self, config: dict) -> dict:
         return dict(config)
 
+    def secrets(self, config: dict) -> list[str]:
+        return []
+
     def stream(self, call: AgentCall) -> Iterator[StreamItem]:
         config = call.backend_config
         _sleep(config.get("delay_seconds"))

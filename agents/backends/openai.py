@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import random
 import time
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ from agents.backends.base import (
     validated_config_with_secret,
 )
 from agents.egress import outbound_client
-from agents.secrets import unseal
+from agents.secrets import KEY_VARIABLE_NOT_OFFERED, key_variable_offered, read_key_variable, unseal
 from agents.tokens import CHARS_PER_TOKEN, approx_prompt_tokens
 from config.errors import ApiError, GatewayTimeout, RateLimited, UpstreamError
 
@@ -59,6 +58,8 @@ RESERVED_PARAMS = {"model", "messages", "stream", "stream_options"}
 _BACKOFF_BASE_SECONDS = 0.5
 _BACKOFF_MAX_SECONDS = 8.0
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# Sent without a key: local servers (Ollama, llama.cpp) take any key, the SDK needs one.
+PLACEHOLDER_KEY = "none"
 
 
 class UpstreamRefused(ApiError):
@@ -76,6 +77,11 @@ class OpenAIConfigSerializer(serializers.Serializer):
     max_retries = serializers.IntegerField(required=False, min_value=0, max_value=10, default=2)
     # Sent with every request (e.g. {"top_k": 40} for vLLM); request parameters win.
     extra_params = serializers.DictField(required=False)
+
+    def validate_api_key_env(self, value: str) -> str:
+        if not key_variable_offered(value):
+            raise serializers.ValidationError(f"{value} {KEY_VARIABLE_NOT_OFFERED}.")
+        return value
 
     def validate_extra_params(self, value: dict) -> dict:
         reserved = sorted(set(value) & RESERVED_PARAMS)
@@ -106,6 +112,13 @@ class OpenAIBackend:
 
     def public_config(self, config: dict[str, Any]) -> dict[str, Any]:
         return public_config_without(config, "api_key")
+
+    def secrets(self, config: dict[str, Any]) -> list[str]:
+        try:
+            key = _api_key(config)
+        except (UpstreamError, ValueError):  # no key that could have been sent
+            return []
+        return [key] if key != PLACEHOLDER_KEY else []
 
     def stream(self, call: AgentCall) -> Iterator[StreamItem]:
         config = call.backend_config
@@ -155,17 +168,26 @@ class OpenAIBackend:
 
 
 def _api_key(config: dict[str, Any]) -> str:
-    if config.get("api_key_env"):
-        key = os.environ.get(config["api_key_env"])
-        if not key:
+    """The agent's key. An `api_key_env` is checked again here, not only when the agent was
+    saved: an agent stored before the operator's offer existed must not reach other variables."""
+    name = config.get("api_key_env")
+    if name:
+        try:
+            key = read_key_variable(name)
+        except ValueError as refused:
             raise UpstreamError(
-                f"The environment variable {config['api_key_env']} with this agent's API key is not set.",
+                f"This agent's api_key_env {refused}; an admin of the organization must change it.",
+                code="upstream_key_not_offered",
+            ) from None
+        if key is None:
+            raise UpstreamError(
+                f"The environment variable {name} with this agent's API key is not set.",
                 code="upstream_key_missing",
             )
         return key
     if config.get("api_key"):
         return unseal(config["api_key"])
-    return "none"  # local servers (Ollama, llama.cpp) take any key, the SDK needs one
+    return PLACEHOLDER_KEY
 
 
 @lru_cache(maxsize=128)

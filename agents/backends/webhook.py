@@ -64,6 +64,12 @@ class WebhookBackend:
     def public_config(self, config: dict[str, Any]) -> dict[str, Any]:
         return public_config_without(config, "secret")
 
+    def secrets(self, config: dict[str, Any]) -> list[str]:
+        try:
+            return [unseal(config.get("secret"))]
+        except ValueError:  # nothing readable, so nothing that could have been sent
+            return []
+
     def stream(self, call: AgentCall) -> Iterator[StreamItem]:
         config = call.backend_config
         params = {

@@ -28,7 +28,8 @@ class Fetched:
 
 
 def split_http_url(url: str) -> tuple[str, str]:
-    """(scheme, lower-case host) of an http(s) URL, or ValueError."""
+    """(scheme, lower-case host) of an http(s) URL, or ValueError. (Credentials in the URL are
+    refused by the egress check, as for every outbound URL.)"""
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number
@@ -38,8 +39,6 @@ def split_http_url(url: str) -> tuple[str, str]:
         raise ValueError("only http and https URLs are allowed")
     if not parts.hostname:
         raise ValueError("the URL has no host")
-    if parts.username is not None or parts.password is not None:
-        raise ValueError("credentials in the URL are not allowed")
     return parts.scheme, parts.hostname.lower()
 
 

@@ -164,6 +164,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = PARLEY_MAX_BODY_BYTES
 
 # Fernet key for secrets in agent configuration; derived from SECRET_KEY when empty.
 PARLEY_SECRETS_KEY = env_str("PARLEY_SECRETS_KEY")
+# Environment variables that an `openai` agent may name as its `api_key_env`, besides any name
+# starting with PARLEY_UPSTREAM_KEY_ (agents.secrets). No other variable of the server's
+# environment (SECRET_KEY, DATABASE_URL, ...) can ever be sent to an upstream.
+PARLEY_UPSTREAM_KEY_ENVS = env_list("PARLEY_UPSTREAM_KEY_ENVS")
 # Hosts and CIDR ranges that outbound calls (upstreams, webhooks, HTTP tools) may reach even
 # though they are private, loopback or link-local. Empty: only public addresses.
 PARLEY_EGRESS_ALLOW = env_list("PARLEY_EGRESS_ALLOW")
