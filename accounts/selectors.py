@@ -6,11 +6,11 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from accounts.models import ApiKey, Membership, Organization, User
+from config.inputs import ascii_int
 
 
 def _as_id(raw: str | int) -> int | None:
-    text = str(raw)
-    return int(text) if text.isdigit() and len(text) <= 18 else None
+    return ascii_int(str(raw))
 
 
 def api_key_list(*, organization: Organization) -> QuerySet[ApiKey]:

@@ -140,7 +140,16 @@ def body_too_large(limit: int) -> PayloadTooLarge:
 def validation_error(errors: Any) -> InvalidRequest:
     """Turn nested DRF validation errors into one envelope: the first error names the field in
     OpenAI's `param` form (messages[0].content); all of them are listed in `detail`."""
-    flat = list(_flatten(errors, ()))
+    return _invalid_values(list(_flatten(errors, ())))
+
+
+def invalid_value(loc: tuple, msg: str, code: str = "invalid") -> InvalidRequest:
+    """One invalid value of the body at `loc` (its keys and list indexes from the top), in the
+    envelope validation_error gives: for checks made before any serializer runs."""
+    return _invalid_values([(loc, msg, code)])
+
+
+def _invalid_values(flat: list[tuple[tuple, str, str]]) -> InvalidRequest:
     detail = [{"loc": ["body", *loc], "msg": msg, "type": code} for loc, msg, code in flat]
     loc, msg, code = flat[0] if flat else ((), "Invalid request.", "invalid")
     param = _param_name(loc)

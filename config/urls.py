@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth.decorators import login_required
-from django.urls import include, path
+from django.urls import include, path, register_converter
 from django.views.generic import TemplateView
 
 from accounts.api.auth import LogoutView, SessionTokenView, TokenObtainView, TokenRefreshView, TokenVerifyView
@@ -10,6 +10,7 @@ from accounts.api.members import MemberDetailView, MemberListView
 from agents.api.views import AgentDetailView, AgentListView
 from agents.views import ModelDetailView, ModelListView
 from config.health import healthz, readyz
+from config.inputs import PathIdConverter
 from config.openapi.views import DocsView, SchemaView
 from sessions.api.usage import UsageView
 from sessions.api.views import (
@@ -23,6 +24,9 @@ from sessions.api.views import (
     nlx_chat_completions,
     turn_events,
 )
+
+# Every id in a path is an <id:…>: text no id can hold (a NUL, a space) is a 404 here, before any view.
+register_converter(PathIdConverter, "id")
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -47,24 +51,22 @@ urlpatterns = [
     path("api/v1/chat/completions", chat_completions, name="chat-completions"),
     path("api/ai/chat/completions", chat_completions, name="chat-completions"),
     path("v1/models", ModelListView.as_view(), name="models"),
-    path("v1/models/<str:slug>", ModelDetailView.as_view(), name="model-detail"),
+    path("v1/models/<id:slug>", ModelDetailView.as_view(), name="model-detail"),
     path("v1/agents", AgentListView.as_view(), name="agents"),
-    path("v1/agents/<str:slug>", AgentDetailView.as_view(), name="agent-detail"),
+    path("v1/agents/<id:slug>", AgentDetailView.as_view(), name="agent-detail"),
     path("v1/sessions", SessionListView.as_view(), name="sessions"),
-    path("v1/sessions/<str:session_id>", SessionDetailView.as_view(), name="session-detail"),
-    path("v1/sessions/<str:session_id>/export", SessionExportView.as_view(), name="session-export"),
-    path("v1/sessions/<str:session_id>/fork", SessionForkView.as_view(), name="session-fork"),
+    path("v1/sessions/<id:session_id>", SessionDetailView.as_view(), name="session-detail"),
+    path("v1/sessions/<id:session_id>/export", SessionExportView.as_view(), name="session-export"),
+    path("v1/sessions/<id:session_id>/fork", SessionForkView.as_view(), name="session-fork"),
     path("v1/settings/automation", AutomationSettingsView.as_view(), name="automation-settings"),
-    path("v1/turns/<str:turn_id>", TurnDetailView.as_view(), name="turn-detail"),
-    path("v1/turns/<str:turn_id>/events", turn_events, name="turn-events"),
-    path("v1/turns/<str:turn_id>/cancel", TurnCancelView.as_view(), name="turn-cancel"),
+    path("v1/turns/<id:turn_id>", TurnDetailView.as_view(), name="turn-detail"),
+    path("v1/turns/<id:turn_id>/events", turn_events, name="turn-events"),
+    path("v1/turns/<id:turn_id>/cancel", TurnCancelView.as_view(), name="turn-cancel"),
     path("v1/api-keys", ApiKeyListView.as_view(), name="api-keys"),
-    path("v1/api-keys/<str:key_id>", ApiKeyDetailView.as_view(), name="api-key-detail"),
+    path("v1/api-keys/<id:key_id>", ApiKeyDetailView.as_view(), name="api-key-detail"),
     path("v1/members", MemberListView.as_view(), name="members"),
-    path("v1/members/<str:user_id>", MemberDetailView.as_view(), name="member-detail"),
+    path("v1/members/<id:user_id>", MemberDetailView.as_view(), name="member-detail"),
     path("v1/usage", UsageView.as_view(), name="usage"),
     # NLX-style; last, so that it never shadows the paths above.
-    path(
-        "<str:deployment>/<str:channel>/chat/completions", nlx_chat_completions, name="nlx-chat-completions"
-    ),
+    path("<id:deployment>/<id:channel>/chat/completions", nlx_chat_completions, name="nlx-chat-completions"),
 ]

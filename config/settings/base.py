@@ -192,7 +192,8 @@ REST_FRAMEWORK = {
     # One table says who may call what (accounts/permissions.py).
     "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.EndpointPermission"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # JSON only, nested at most 64 deep, no NUL or lone surrogate in a string (config/inputs.py).
+    "DEFAULT_PARSER_CLASSES": ["config.inputs.JsonBodyParser"],
     "EXCEPTION_HANDLER": "config.errors.drf_exception_handler",
     "UNAUTHENTICATED_USER": None,
 }

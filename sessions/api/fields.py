@@ -15,7 +15,16 @@ class StrictFloatField(serializers.FloatField):
         return super().to_internal_value(data)
 
 
+# Every integer of the API is a signed 64-bit one, as in OpenAI's schema, unless a field says less.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
 class StrictIntegerField(serializers.IntegerField):
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("min_value", INT64_MIN)
+        kwargs.setdefault("max_value", INT64_MAX)
+        super().__init__(**kwargs)
+
     def to_internal_value(self, data: Any) -> int:
         if isinstance(data, bool) or not isinstance(data, int):
             self.fail("invalid")

@@ -10,6 +10,7 @@ from typing import Any
 from rest_framework import serializers
 
 from config.errors import InvalidRequest, validation_error
+from config.inputs import ascii_int
 from sessions.api.fields import (
     JsonObjectField,
     OneOfField,
@@ -34,7 +35,7 @@ _PART_PAYLOAD = {"text": str, "refusal": str, "image_url": dict, "input_audio": 
 
 
 def _function_name(value: str) -> str:
-    if not FUNCTION_NAME.match(value):
+    if not FUNCTION_NAME.fullmatch(value):
         raise serializers.ValidationError("Must be 1-64 characters of a-z, A-Z, 0-9, underscores and dashes.")
     return value
 
@@ -283,7 +284,7 @@ class ChatCompletionRequestSerializer(serializers.Serializer):
 
     def validate_logit_bias(self, value: dict | None) -> dict | None:
         for token in value or {}:
-            if not token.lstrip("-").isdigit():
+            if ascii_int(token.removeprefix("-")) is None:
                 raise serializers.ValidationError({token: ["Keys must be token ids (integers)."]})
         return value
 
@@ -317,7 +318,7 @@ class ChatCompletionRequestSerializer(serializers.Serializer):
 
 
 def _session_id(value: str | None) -> str | None:
-    if value is not None and not SESSION_ID_PATTERN.match(value):
+    if value is not None and not SESSION_ID_PATTERN.fullmatch(value):
         raise serializers.ValidationError("Must be 1-128 characters of A-Z, a-z, 0-9, '.', '_', ':' and '-'.")
     return value
 
@@ -348,7 +349,7 @@ def _session_from_model(attrs: dict[str, Any]) -> dict[str, Any]:
     _, _, model_session = attrs.get("model", "").partition(":")
     if not model_session:
         return attrs
-    if not SESSION_ID_PATTERN.match(model_session):
+    if not SESSION_ID_PATTERN.fullmatch(model_session):
         raise _invalid("model", "The session part of 'agent:session' is malformed.")
     if attrs.get("session_id", model_session) != model_session:
         named_by = attrs.get("session_id_field", "session_id")

@@ -14,7 +14,9 @@ from sessions.usage import GROUPINGS, usage_summary
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# Usage has no records before the epoch; the day after `end` must still be a date.
+_EARLIEST, _LATEST = date(1970, 1, 1), date.max - timedelta(days=1)
 
 
 class UsageView(APIView):
@@ -46,8 +48,11 @@ def _date(query, param: str) -> date | None:
     if raw is None:
         return None
     try:
-        if _DATE.match(raw):
-            return date.fromisoformat(raw)
+        day = date.fromisoformat(raw) if _DATE.fullmatch(raw) else None
     except ValueError:
-        pass
-    raise InvalidRequest(f"{param} must be a date as YYYY-MM-DD; got '{raw}'.", param=param)
+        day = None
+    if day is None or not _EARLIEST <= day <= _LATEST:
+        raise InvalidRequest(
+            f"{param} must be a date as YYYY-MM-DD from {_EARLIEST} to {_LATEST}; got '{raw}'.", param=param
+        )
+    return day

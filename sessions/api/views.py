@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime, time
 from typing import Any
@@ -23,13 +22,13 @@ from config.db import db_call
 from config.errors import (
     ApiError,
     GatewayTimeout,
-    InvalidJson,
     InvalidRequest,
     MethodNotAllowed,
     NotFound,
     body_too_large,
     error_response,
 )
+from config.inputs import ascii_int, json_body_parse, text_problem
 from sessions.api.responses import chat_completion, session_export, session_payload, turn_payload
 from sessions.api.serializers import (
     SessionCreateSerializer,
@@ -173,16 +172,7 @@ def _json_body(request: HttpRequest) -> Any:
         raw = request.body
     except RequestDataTooBig:
         raise body_too_large(settings.DATA_UPLOAD_MAX_MEMORY_SIZE) from None
-    if not raw.strip():
-        raise InvalidJson("The request body is empty; expected a JSON object.")
-    try:
-        return json.loads(raw, parse_constant=_refuse_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidJson(f"The request body is not valid JSON: {exc}") from None
-
-
-def _refuse_constant(name: str) -> None:
-    raise ValueError(f"{name} is not a JSON number")
+    return json_body_parse(raw)
 
 
 def _idempotency_key(request: HttpRequest) -> str | None:
@@ -214,7 +204,7 @@ class SessionListView(APIView):
         limit = _limit(request.query_params.get("limit", "20"))
         filters = _session_filters(request.query_params)
         sessions = session_list(organization=organization, filters=filters).order_by("-created", "-id")
-        after = request.query_params.get("after")
+        after = _query_text(request.query_params, "after")
         if after:
             cursor = session_get(organization=organization, session_id=after)
             if cursor is None:
@@ -257,9 +247,10 @@ class SessionListView(APIView):
 
 
 def _limit(raw: str) -> int:
-    if not raw.isdigit() or not 1 <= int(raw) <= 100:
+    limit = ascii_int(raw, max_digits=3)
+    if limit is None or not 1 <= limit <= 100:
         raise InvalidRequest("limit must be an integer from 1 to 100.", param="limit")
-    return int(raw)
+    return limit
 
 
 _METADATA_FILTER = re.compile(r"^metadata\[(.*)\]$")
@@ -270,13 +261,16 @@ _UNIX_SECONDS = re.compile(r"^[0-9]{1,11}(\.[0-9]+)?$")
 def _session_filters(query: Any) -> SessionFilters:
     metadata: dict[str, str] = {}
     for name in query:
-        match = _METADATA_FILTER.match(name)
+        match = _METADATA_FILTER.fullmatch(name)
         if match is None:
             continue
         key = match.group(1)
+        problem = text_problem(key)
+        if problem:  # named without its key, which cannot be printed
+            raise InvalidRequest(f"A metadata filter's key is invalid. {problem[0]}", param="metadata")
         if not 1 <= len(key) <= 64:
             raise InvalidRequest(f"{name}: a metadata key is 1 to 64 characters.", param=name)
-        metadata[key] = query.get(name)
+        metadata[key] = _query_text(query, name)
     if len(metadata) > _METADATA_FILTERS_MAX:
         raise InvalidRequest(f"At most {_METADATA_FILTERS_MAX} metadata filters.", param="metadata")
     return SessionFilters(
@@ -289,9 +283,18 @@ def _session_filters(query: Any) -> SessionFilters:
 
 
 def _non_empty(query: Any, param: str) -> str | None:
-    value = query.get(param)
+    value = _query_text(query, param)
     if value is not None and not value:
         raise InvalidRequest(f"{param} must not be empty.", param=param)
+    return value
+
+
+def _query_text(query: Any, param: str) -> str | None:
+    """A query parameter that is compared with stored text: one the database can take."""
+    value = query.get(param)
+    problem = text_problem(value) if value is not None else None
+    if problem:
+        raise InvalidRequest(f"Invalid value for '{param}': {problem[0]}", param=param)
     return value
 
 
@@ -408,14 +411,14 @@ async def turn_events(request: HttpRequest, turn_id: str) -> HttpResponse:
     principal = await db_call(authenticate_bearer, request)
     require_permission(request, principal)
     turn = await db_call(_turn_or_404, principal.organization, turn_id)
-    last_event_id = request.headers.get("Last-Event-ID", "0").strip() or "0"
-    if not last_event_id.isdigit():
+    last_event_id = ascii_int(request.headers.get("Last-Event-ID", "0").strip() or "0")
+    if last_event_id is None:
         raise InvalidRequest("Last-Event-ID must be the id of an event of this turn.", param="Last-Event-ID")
     include_usage = request.GET.get("include_usage", "false").lower() == "true"
     include_tool_steps = request.GET.get("include_tool_steps", "false").lower() == "true"
     response = _event_stream_response(
         turn.id,
-        after_seq=int(last_event_id),
+        after_seq=last_event_id,
         include_usage=include_usage,
         include_tool_steps=include_tool_steps,
     )

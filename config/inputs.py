@@ -1,0 +1,133 @@
+"""What the API accepts as input, checked in one place for every endpoint before any work:
+
+- JSON bodies nest arrays and objects at most MAX_JSON_DEPTH levels deep (the parser recurses
+  once per level: deeper bodies would exhaust the stack);
+- no string of a body, key or value, holds a NUL or a lone surrogate (PostgreSQL can store
+  neither, and SQLite would keep what PostgreSQL refuses), and every number is finite (JSON has
+  no Infinity: 1e400 would be stored as a float no JSON reader takes back);
+- ids in paths are made of the characters Parley's ids are made of;
+- numbers in query strings and headers are ASCII digits (str.isdigit() also takes "²", which
+  int() refuses).
+
+The plain async views call json_body_parse; DRF's views get it through JsonBodyParser
+(REST_FRAMEWORK's DEFAULT_PARSER_CLASSES)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from itertools import accumulate
+from typing import IO, Any
+
+from rest_framework.parsers import JSONParser
+
+from config.errors import InvalidJson, invalid_value
+
+MAX_JSON_DEPTH = 64
+
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_A_BRACKET = re.compile(r"[^\[\]{}]+")
+_BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def json_body_parse(raw: bytes) -> Any:
+    """The JSON value of a request body; InvalidJson when it is not JSON (UTF-8) or nests too
+    deep, InvalidRequest naming the field when a string or number of it cannot be stored."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidJson(f"The request body is not valid JSON: {exc}") from None
+    if not text.strip():
+        raise InvalidJson("The request body is empty; expected a JSON object.")
+    depth = json_nesting_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise InvalidJson(
+            f"The request body nests arrays and objects {depth} levels deep; the limit is {MAX_JSON_DEPTH}."
+        )
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except ValueError as exc:
+        raise InvalidJson(f"The request body is not valid JSON: {exc}") from None
+    problem = _first_unstorable(value, ())
+    if problem is not None:
+        raise invalid_value(*problem)
+    return value
+
+
+def json_nesting_depth(text: str) -> int:
+    """How deep the arrays and objects of a JSON text nest, counted without parsing it: brackets
+    inside strings do not count. Linear in the text, whatever its shape."""
+    brackets = _NOT_A_BRACKET.sub("", _JSON_STRING.sub("", text))
+    return max(accumulate(map(_BRACKET_STEP.__getitem__, brackets)), default=0)
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _first_unstorable(value: Any, loc: tuple) -> tuple[tuple, str, str] | None:
+    """Where the first string that cannot be stored, or number that is not finite, is; its
+    message and code. (Recursion is bounded: the depth was checked first.)"""
+    if isinstance(value, str):
+        problem = text_problem(value)
+        return (loc, *problem) if problem else None
+    if isinstance(value, float) and not math.isfinite(value):
+        return loc, "Number out of range: JSON numbers must be finite.", "number_out_of_range"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            problem = text_problem(key)
+            if problem:  # named by the object that holds the key: the key itself is unprintable
+                return loc, f"A key of this object is invalid. {problem[0]}", problem[1]
+            found = _first_unstorable(item, (*loc, key))
+            if found:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _first_unstorable(item, (*loc, index))
+            if found:
+                return found
+    return None
+
+
+def text_problem(text: str) -> tuple[str, str] | None:
+    """Why a text cannot be stored, as DRF's own string fields word it (message, code); None
+    when it can."""
+    if "\x00" in text:
+        return "Null characters are not allowed.", "null_characters_not_allowed"
+    surrogate = _SURROGATE.search(text)
+    if surrogate:
+        return (
+            f"Surrogate characters are not allowed: U+{ord(surrogate.group()):X}.",
+            "surrogate_characters_not_allowed",
+        )
+    return None
+
+
+class JsonBodyParser(JSONParser):
+    """DRF's JSON parser with the checks above."""
+
+    def parse(self, stream: IO[bytes], media_type: str | None = None, parser_context: Any = None) -> Any:
+        return json_body_parse(stream.read())
+
+
+def ascii_int(text: str, *, max_digits: int = 18) -> int | None:
+    """The number 1 to `max_digits` ASCII digits spell (18: it fits a 64-bit integer), else None."""
+    if 1 <= len(text) <= max_digits and text.isascii() and text.isdigit():
+        return int(text)
+    return None
+
+
+class PathIdConverter:
+    """An id in a path (<id:...>): the characters of every id Parley hands out or accepts (session
+    ids, slugs, turn ids, numeric ids). Any other text names nothing, so the path does not
+    resolve (404) and no query is made with text the database would refuse (a NUL)."""
+
+    regex = r"[A-Za-z0-9._:\-]{1,128}"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
