@@ -151,9 +151,9 @@ def _ended_without_terminal_event(turn_id: str) -> ApiError | None:
     turn = Turn.objects.filter(pk=turn_id).only("status", "lease_expires_at", "finished_at").first()
     if turn is None:
         return ServerError("The turn was deleted while it was streaming.", code="turn_deleted")
+    grace = LEASE_GRACE_SECONDS + 2 * settings.PARLEY_RECOVERY_SECONDS
     lease_lost = (
-        turn.lease_expires_at is not None
-        and (timezone.now() - turn.lease_expires_at).total_seconds() > LEASE_GRACE_SECONDS
+        turn.lease_expires_at is not None and (timezone.now() - turn.lease_expires_at).total_seconds() > grace
     )
     if (
         turn.status in (Turn.Status.RUNNING, Turn.Status.CANCELLED)
