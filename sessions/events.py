@@ -17,8 +17,10 @@ logger = logging.getLogger(__name__)
 
 # A listener re-reads the database at least this often, whatever the layer delivers.
 RECHECK_SECONDS = 1.0
-# The kinds of a turn's stream events; a stream ends with one of the terminal two.
+# The kinds of a turn's stream events; a stream ends with one of the terminal two. RESTART marks
+# where a new attempt's events begin after a takeover (see sessions/api/sse.py, follow_turn).
 CHUNK, USAGE, TOOL_STEP, DONE, ERROR = "chunk", "usage", "tool_step", "done", "error"
+RESTART = "restart"
 TERMINAL_KINDS = frozenset({DONE, ERROR})
 
 

@@ -26,14 +26,19 @@ class TurnExecutor(Protocol):
 
 
 def run_turn_job(turn_id: str) -> None:
-    """One execution of a turn, as a worker thread or task runs it."""
+    """One execution of a turn, as a worker thread or task runs it.
+
+    A runner that fails (the database went away mid-turn) leaves its turn running with its lease
+    ended or running out: recovery (sessions/recovery.py) runs it again, or fails it at the
+    attempt cap. So the failure is logged here and not raised: a Celery retry or redelivery
+    would only find the turn still leased."""
     from sessions.turns import turn_execute
 
     close_old_connections()
     try:
         turn_execute(turn_id=turn_id)
     except Exception:
-        logger.exception("Turn %s could not be executed", turn_id)
+        logger.exception("Turn %s could not be executed; recovery will run it again", turn_id)
     finally:
         close_old_connections()
 
@@ -42,10 +47,16 @@ class InlineExecutor:
     def __init__(self, max_workers: int) -> None:
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="parley-turn")
         self._tasks: set[asyncio.Task] = set()
+        self._server_loop: asyncio.AbstractEventLoop | None = None
 
     def submit(self, turn_id: str) -> None:
-        # Called from a sync_to_async thread of the web server, asgiref knows its event loop.
+        # Called from a sync_to_async thread of the web server, asgiref knows its event loop; from
+        # the periodic thread (recovery), the loop a request brought before.
         loop: asyncio.AbstractEventLoop | None = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
+        if loop is None:
+            loop = self._server_loop
+        else:
+            self._server_loop = loop
         if loop is None or loop.is_closed():
             # No event loop (a management command, a shell): there are no listeners to wake.
             self._pool.submit(run_turn_job, turn_id)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from sessions.ids import new_public_id
 
@@ -78,6 +79,9 @@ class Turn(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     queued_at = models.DateTimeField(auto_now_add=True)
+    # When the turn was last handed to the executor: recovery hands a queued turn that nobody
+    # started over again only after a while (sessions/recovery.py), so a busy pool is not flooded.
+    enqueued_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     first_token_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -96,7 +100,15 @@ class Turn(models.Model):
                 name="turn_unique_idempotency_key",
             ),
         ]
-        indexes = [models.Index(fields=["session", "status", "position"], name="turn_session_queue")]
+        indexes = [
+            models.Index(fields=["session", "status", "position"], name="turn_session_queue"),
+            # What recovery looks at: the few unfinished turns among all the finished ones.
+            models.Index(
+                fields=["status", "enqueued_at"],
+                condition=Q(finished_at__isnull=True),
+                name="turn_unfinished",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.id
@@ -114,8 +126,11 @@ class TurnEventBatch(models.Model):
     turn = models.ForeignKey(Turn, on_delete=models.CASCADE, related_name="event_batches")
     first_seq = models.PositiveIntegerField()
     last_seq = models.PositiveIntegerField()
-    # [{"seq": n, "kind": "chunk" | "usage" | "done" | "error", "data": {...} | null}, ...]
+    # [{"seq": n, "kind": "chunk" | "usage" | "tool_step" | "done" | "error" | "restart",
+    #   "data": {...} | null}, ...]
     events = models.JSONField()
+    # The attempt (Turn.attempts) that wrote them; 0 when none ran (a queued turn's cancel).
+    attempt = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         constraints = [

@@ -11,6 +11,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from django.db import transaction
+
 from agents.backends.base import ChoiceDelta, StreamItem, UsageReport
 from sessions.events import publish_turn_events
 from sessions.models import Turn, TurnEventBatch
@@ -154,10 +156,13 @@ class EventWriter:
 
     def __init__(self, turn: Turn) -> None:
         self.turn_id = turn.id
+        self.attempt = turn.attempts
         # A turn taken over after its lease expired numbers on after what was already stored.
         self.seq = next_event_seq(turn.id) - 1
         self._pending: list[dict[str, Any]] = []
         self._first_pending_at = 0.0
+        # Set when a batch was refused: the turn is no longer this attempt's to write.
+        self.superseded = False
 
     def add(self, kind: str, data: dict[str, Any] | None = None) -> None:
         self.seq += 1
@@ -170,9 +175,15 @@ class EventWriter:
             len(self._pending) >= BATCH_MAX_EVENTS
             or time.monotonic() - self._first_pending_at >= FLUSH_SECONDS
         ):
-            events = self.take_pending()
-            store_events(self.turn_id, events)
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is pending now, if the turn is still this attempt's (else drop it)."""
+        events = self.take_pending()
+        if store_events_fenced(self.turn_id, events, attempt=self.attempt):
             publish_turn_events(self.turn_id, events)
+        elif events:
+            self.superseded = True
 
     def take_pending(self) -> list[dict[str, Any]]:
         events, self._pending = self._pending, []
@@ -183,11 +194,39 @@ class EventWriter:
         self._pending = events + self._pending
 
 
-def store_events(turn_id: str, events: list[dict[str, Any]]) -> None:
+def store_events(turn_id: str, events: list[dict[str, Any]], *, attempt: int) -> None:
+    """Store a batch. Call where the turn's ownership is settled: inside the transaction whose
+    fenced update finished the turn, or through `store_events_fenced`."""
     if events:
         TurnEventBatch.objects.create(
-            turn_id=turn_id, first_seq=events[0]["seq"], last_seq=events[-1]["seq"], events=events
+            turn_id=turn_id,
+            first_seq=events[0]["seq"],
+            last_seq=events[-1]["seq"],
+            events=events,
+            attempt=attempt,
         )
+
+
+def store_events_fenced(turn_id: str, events: list[dict[str, Any]], *, attempt: int) -> bool:
+    """Store a runner's batch only while the turn is still its attempt's and unfinished (running,
+    or cancelled and not yet wound up by it); False when refused. The turn's row stays locked
+    until the batch is in, so a takeover's claim waits for it and numbers on after it."""
+    if not events:
+        return True
+    with transaction.atomic():
+        owned = (
+            Turn.objects.select_for_update()
+            .filter(
+                pk=turn_id,
+                attempts=attempt,
+                status__in=[Turn.Status.RUNNING, Turn.Status.CANCELLED],
+                finished_at__isnull=True,
+            )
+            .exists()
+        )
+        if owned:
+            store_events(turn_id, events, attempt=attempt)
+    return owned
 
 
 def next_event_seq(turn_id: str) -> int:

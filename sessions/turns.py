@@ -3,8 +3,10 @@
 Turns of one session run one after the other, in the order they arrived (`position`). A turn
 is claimed with a conditional UPDATE that only succeeds for the oldest unfinished turn of its
 session, and a partial unique index allows one running turn per session. Nothing holds a lock
-while the agent runs; the writes after it are fenced by the attempt number, so a turn taken
-over after its lease expired cannot be finished twice."""
+while the agent runs; every write of a runner (the turn's row, its event batches) is fenced by
+the attempt number, so a turn taken over after its lease expired cannot be finished twice and a
+runner that lost it writes nothing more. Turns that nobody runs are handed over again, or
+failed at the attempt cap, by sessions/recovery.py."""
 
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from agents.tools import server_tools_for
 from agents.tools.base import ToolContext
 from config.errors import ApiError, Conflict, InvalidRequest, NotFound, ServerError, validation_error
 from sessions.agent_loop import StoredMessage, ToolStep, run_agent_loop
-from sessions.events import CHUNK, DONE, ERROR, TOOL_STEP, USAGE, publish_turn_events
+from sessions.events import CHUNK, DONE, ERROR, RESTART, TOOL_STEP, USAGE, publish_turn_events
 from sessions.executors import turn_executor
 from sessions.history import history_window
 from sessions.limits import turn_limits_renew
@@ -158,8 +160,21 @@ def turn_submit(
             return earlier
         if session is not None:
             session_record_turn(session=session, agent=agent, end_user=request.params.get("user"))
-        transaction.on_commit(lambda: turn_executor().submit(turn.id))
+        transaction.on_commit(lambda: turn_enqueue(turn.id))
     return turn
+
+
+def turn_enqueue(turn_id: str) -> None:
+    """Hand a turn to the executor. Call after its row is committed. A failure to hand it over
+    (the broker is down) is logged, not raised: the turn stays queued, and recovery hands it
+    over again once the broker is back (sessions/recovery.py), so the request that made it goes
+    on waiting for its answer instead of failing with the turn orphaned."""
+    try:
+        turn_executor().submit(turn_id)
+    except Exception:
+        logger.warning(
+            "Turn %s stays queued: the executor refused it; recovery retries", turn_id, exc_info=True
+        )
 
 
 def _default_agent_slug(organization: Organization) -> str:
@@ -220,14 +235,28 @@ def turn_execute(*, turn_id: str) -> None:
     The turn's new messages join the transcript before the agent runs. The agent's stream is
     relayed as events while it runs; the answer (or the error, or what was produced before a
     cancel) is stored at the end together with the stream's terminal event. Then the session's
-    next turn is started."""
+    next turn is started.
+
+    When the runner itself fails (the database is unreachable, say), the exception is raised
+    with the turn still running: its lease is ended here if the database still answers, and
+    recovery runs it again, or fails it at the attempt cap."""
     turn = _turn_claim(turn_id)
     if turn is None:
         return
     try:
         _turn_run(turn)
+    except Exception:
+        _turn_release(turn)
+        raise
     finally:
-        _turn_start_next(turn)
+        turn_start_next(turn)
+
+
+def _turn_release(turn: Turn) -> None:
+    try:
+        _fenced(turn).update(lease_expires_at=timezone.now())
+    except Exception:  # the lease then runs out by itself
+        logger.warning("Could not release the lease of turn %s", turn.id, exc_info=True)
 
 
 def _turn_run(turn: Turn) -> None:
@@ -238,6 +267,9 @@ def _turn_run(turn: Turn) -> None:
     watch = _OwnershipWatch(turn)
     stop = threading.Event()
     try:
+        if writer.seq:  # an earlier attempt's events are stored: this attempt's supersede them
+            writer.add(RESTART, turn_restarted(turn.id, restart_seq=writer.seq + 1).payload())
+            writer.flush()
         conversation = _turn_store_input(turn)
         agent = turn.agent
         if agent is None:
@@ -281,7 +313,7 @@ def _turn_run(turn: Turn) -> None:
             elif item is not None:
                 reply.add(item)
             writer.flush_if_due()
-            if not watch.still_ours():
+            if writer.superseded or not watch.still_ours():
                 stop.set()
                 if step_text:
                     stored.append({"role": "assistant", "content": "".join(step_text)})
@@ -441,7 +473,7 @@ def _turn_finish(
             turn_usage_record(turn=turn, status=status, usage=fields.get("usage"), finished_at=now)
             if session is not None:
                 transcript_append(session=session, messages=stored, turn=turn)
-            store_events(turn.id, events)
+            store_events(turn.id, events, attempt=turn.attempts)
     if owned:
         publish_turn_events(turn.id, events)
         return
@@ -470,11 +502,22 @@ def _turn_finish_cancelled(
         turn_usage_record(turn=turn, status=Status.CANCELLED, usage=usage, finished_at=finished_at)
         if session is not None:
             transcript_append(session=session, messages=stored, turn=turn)
-        store_events(turn.id, events)
+        store_events(turn.id, events, attempt=turn.attempts)
     publish_turn_events(turn.id, events)
 
 
 TURN_CANCELLED = ApiError("The turn was cancelled.", code="turn_cancelled")
+
+
+def turn_restarted(turn_id: str, *, restart_seq: int) -> ServerError:
+    """The restart marker: stored where a new attempt's events begin, after those of the attempt
+    it took over from. A listener that got some of the old attempt's events gets this as its
+    last event (sessions/api/sse.py); following the turn again from it gives the new answer."""
+    return ServerError(
+        f"The worker answering turn {turn_id} was lost and the turn started over. Follow "
+        f"GET /v1/turns/{turn_id}/events again with Last-Event-ID: {restart_seq} for the new answer.",
+        code="turn_restarted",
+    )
 
 
 def turn_cancel(*, turn: Turn) -> Turn:
@@ -489,7 +532,7 @@ def turn_cancel(*, turn: Turn) -> Turn:
         )
         if queued:
             events = [{"seq": next_event_seq(turn.id), "kind": ERROR, "data": TURN_CANCELLED.payload()}]
-            store_events(turn.id, events)
+            store_events(turn.id, events, attempt=0)
             turn_usage_record(turn=turn, status=Status.CANCELLED, usage=None, finished_at=now)
         elif Turn.objects.filter(pk=turn.pk, status=Status.RUNNING).update(
             status=Status.CANCELLED, error=cancelled_error
@@ -499,12 +542,13 @@ def turn_cancel(*, turn: Turn) -> Turn:
             raise Conflict(f"Turn {turn.id} has already finished.", code="turn_finished")
     if queued:
         publish_turn_events(turn.id, events)
-        _turn_start_next(turn)
+        turn_start_next(turn)
     turn.refresh_from_db()
     return turn
 
 
-def _turn_start_next(turn: Turn) -> None:
+def turn_start_next(turn: Turn) -> None:
+    """Hand the session's next queued turn to the executor (call when `turn` has ended)."""
     if turn.session_id is None:
         return
     next_turn = (
@@ -514,7 +558,8 @@ def _turn_start_next(turn: Turn) -> None:
         .first()
     )
     if next_turn is not None:
-        turn_executor().submit(next_turn)
+        Turn.objects.filter(pk=next_turn, status=Status.QUEUED).update(enqueued_at=timezone.now())
+        turn_enqueue(next_turn)
 
 
 def turn_error(turn: Turn) -> ApiError:

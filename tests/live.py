@@ -1,5 +1,5 @@
-"""Live servers for the tests: uvicorn (and, in production mode, a Celery worker) as real
-processes on loopback, against the test database that pytest-django created."""
+"""Live servers for the tests: uvicorn (and, in production mode, a Celery worker and a Celery
+beat) as real processes on loopback, against the test database that pytest-django created."""
 
 from __future__ import annotations
 
@@ -24,6 +24,11 @@ RETRY_WINDOW_SECONDS = 2
 KEEPALIVE_SECONDS = 2
 SIGNIN_FAILURES_PER_USERNAME = 5
 SIGNIN_FAILURES_PER_ADDRESS = 12
+# Short enough that the recovery tests see a lost turn run again soon, long enough that a runner
+# stalled by SQLite under the stress tests keeps its lease (it renews every third of it).
+LEASE_SECONDS = 15
+RECOVERY_SECONDS = 2
+REQUEUE_SECONDS = 5
 
 
 @dataclass
@@ -63,6 +68,11 @@ def stack_env(mode: str, db_url: str, run_id: str, log_dir: Path, extra: dict[st
         PARLEY_RETRY_WINDOW_SECONDS=str(RETRY_WINDOW_SECONDS),
         PARLEY_SSE_KEEPALIVE_SECONDS=str(KEEPALIVE_SECONDS),
         PARLEY_STREAM_IDLE_SECONDS="30",
+        PARLEY_TURN_LEASE_SECONDS=str(LEASE_SECONDS),
+        PARLEY_RECOVERY_SECONDS=str(RECOVERY_SECONDS),
+        PARLEY_TURN_REQUEUE_SECONDS=str(REQUEUE_SECONDS),
+        # The idle-session tests run the sweep themselves (and one starts a fast sweep of its own).
+        PARLEY_IDLE_SWEEP_SECONDS="3600",
         # The fake upstreams and webhooks listen on loopback: allowed explicitly, as operators would.
         PARLEY_EGRESS_ALLOW="127.0.0.1",
         # Small, so that the brute-force tests (from addresses of their own) reach them quickly.
@@ -136,7 +146,9 @@ def start_web(env: dict[str, str], log_dir: Path, name: str = "web") -> tuple[st
     return url, process, log
 
 
-def start_worker(env: dict[str, str], log_dir: Path, name: str = "worker") -> tuple[subprocess.Popen, Path]:
+def start_worker(
+    env: dict[str, str], log_dir: Path, name: str = "worker", concurrency: int = 2
+) -> tuple[subprocess.Popen, Path]:
     log = log_dir / f"{name}.log"
     process = spawn(
         [
@@ -147,7 +159,7 @@ def start_worker(env: dict[str, str], log_dir: Path, name: str = "worker") -> tu
             "--loglevel",
             "INFO",
             "--concurrency",
-            "2",
+            str(concurrency),
             "--hostname",
             f"{name}-{os.getpid()}@%h",
             "--without-gossip",
@@ -161,6 +173,17 @@ def start_worker(env: dict[str, str], log_dir: Path, name: str = "worker") -> tu
     wait_until(
         lambda: b" ready." in log.read_bytes(), timeout=60, what="celery worker", process=process, log=log
     )
+    return process, log
+
+
+def start_beat(env: dict[str, str], log_dir: Path, name: str = "beat") -> tuple[subprocess.Popen, Path]:
+    log = log_dir / f"{name}.log"
+    process = spawn([str(BIN / "celery"), "-A", "config", "beat", "--loglevel", "INFO"], env, log)
+
+    def started() -> bool:
+        return b"beat: Starting" in log.read_bytes()
+
+    wait_until(started, timeout=60, what="celery beat", process=process, log=log)
     return process, log
 
 
@@ -187,6 +210,9 @@ def running_stack(
             worker, worker_log = start_worker(env, log_dir)
             stack.processes.append(worker)
             stack.logs.append(worker_log)
+            beat, beat_log = start_beat(env, log_dir)
+            stack.processes.append(beat)
+            stack.logs.append(beat_log)
         stack.url, web, web_log = start_web(env, log_dir)
         stack.processes.append(web)
         stack.logs.append(web_log)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,3 +92,38 @@ def get_stream(url: str, key: str, *, last_event_id: str | None = None):
             response.read()
             return response, None
         return response, parse_sse_lines(response.iter_lines())
+
+
+class SseListener(threading.Thread):
+    """GET an event stream on a thread of its own, so that a test can act while it listens:
+    `lines` grows as they arrive, `read` and `status` are set once the stream has ended."""
+
+    def __init__(self, url: str, key: str, *, last_event_id: str | None = None) -> None:
+        super().__init__(daemon=True)
+        self.url, self.key, self.last_event_id = url, key, last_event_id
+        self.lines: list[str] = []
+        self.status: int | None = None
+        self.read: SseRead | None = None
+
+    def run(self) -> None:
+        headers = {"Authorization": f"Bearer {self.key}"}
+        if self.last_event_id is not None:
+            headers["Last-Event-ID"] = self.last_event_id
+        with httpx.stream("GET", self.url, headers=headers, timeout=60) as response:
+            self.status = response.status_code
+            self.read = parse_sse_lines(self._tap(response.iter_lines()))
+
+    def _tap(self, lines: Iterator[str]) -> Iterator[str]:
+        for line in lines:
+            self.lines.append(line)
+            yield line
+
+    def events_seen(self) -> int:
+        return sum(line.startswith("data: ") for line in self.lines)
+
+    def wait_for_events(self, count: int, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while self.events_seen() < count:
+            if time.monotonic() > deadline or not self.is_alive():
+                raise AssertionError(f"{self.events_seen()} events, not {count}, came: {self.lines}")
+            time.sleep(0.05)

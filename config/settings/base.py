@@ -145,9 +145,35 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # How long a chat completion request waits for its turn before answering 504 (the turn goes on).
 PARLEY_TURN_WAIT_SECONDS = env_float("PARLEY_TURN_WAIT_SECONDS", 300.0)
 # How long a claimed turn stays claimed without renewal (its runner renews it every third of
-# that) before another worker may take it over and listeners call the worker lost.
+# that) before recovery hands it to another worker, as its next attempt.
 PARLEY_TURN_LEASE_SECONDS = env_int("PARLEY_TURN_LEASE_SECONDS", 60)
+# Claims of one turn at most: a turn whose lease expires on its last attempt is failed.
 PARLEY_TURN_MAX_ATTEMPTS = env_int("PARLEY_TURN_MAX_ATTEMPTS", 3)
+# How often turn recovery runs (sessions/recovery.py): it hands turns nobody works on to the
+# executor again and fails those whose lease expired at the attempt cap.
+PARLEY_RECOVERY_SECONDS = env_float("PARLEY_RECOVERY_SECONDS", 10.0)
+# A queued turn that no worker started this long after it was handed to the executor is handed
+# over again by recovery (its message may be lost); a busy pool gets one more message per turn
+# at most this often.
+PARLEY_TURN_REQUEUE_SECONDS = env_float("PARLEY_TURN_REQUEUE_SECONDS", 10.0)
+# How often idle sessions (the automation setting session_idle_ttl) are deleted.
+PARLEY_IDLE_SWEEP_SECONDS = env_float("PARLEY_IDLE_SWEEP_SECONDS", 60.0)
+# The periodic work, sent by `celery -A config beat` in production and run by a thread of the web
+# process in the embedded mode (sessions/periodic.py). A run that waited longer than its
+# interval (no worker up) is superseded by the next; every task is idempotent, so more than one
+# beat is harmless.
+CELERY_BEAT_SCHEDULE = {
+    "recover-turns": {
+        "task": "parley.recover_turns",
+        "schedule": PARLEY_RECOVERY_SECONDS,
+        "options": {"expires": PARLEY_RECOVERY_SECONDS},
+    },
+    "delete-idle-sessions": {
+        "task": "parley.delete_idle_sessions",
+        "schedule": PARLEY_IDLE_SWEEP_SECONDS,
+        "options": {"expires": PARLEY_IDLE_SWEEP_SECONDS},
+    },
+}
 # A request identical to the session's last one within this window is treated as a retry of it.
 PARLEY_RETRY_WINDOW_SECONDS = env_int("PARLEY_RETRY_WINDOW_SECONDS", 10)
 # An event stream that hears nothing from its turn for this long ends with a turn_timeout error

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from django.conf import settings
@@ -16,12 +16,22 @@ from django.utils import timezone
 
 from config.db import db_call
 from config.errors import ApiError, GatewayTimeout, ServerError
-from sessions.events import DONE, ERROR, RECHECK_SECONDS, TERMINAL_KINDS, TOOL_STEP, USAGE, TurnInbox
+from sessions.events import (
+    DONE,
+    ERROR,
+    RECHECK_SECONDS,
+    RESTART,
+    TERMINAL_KINDS,
+    TOOL_STEP,
+    USAGE,
+    TurnInbox,
+)
 from sessions.models import Turn, TurnEventBatch
 
 logger = logging.getLogger(__name__)
 
-# A running turn whose lease expired this long ago has lost its worker.
+# A running turn whose lease expired this long ago has lost its worker, and recovery (which runs
+# every PARLEY_RECOVERY_SECONDS) has not taken it over or ended it: it is not running.
 LEASE_GRACE_SECONDS = 5
 
 
@@ -60,23 +70,31 @@ async def sse_stream(
 
 async def follow_turn(turn_id: str, *, after_seq: int) -> AsyncIterator[dict[str, Any] | None]:
     """Events with seq > after_seq in order, each once, up to the terminal one; None whenever
-    nothing new came for a moment (so the caller can send keep-alives)."""
+    nothing new came for a moment (so the caller can send keep-alives).
+
+    A turn taken over after its worker was lost holds the lost attempt's events, a restart
+    marker at seq S, then the new attempt's events. A listener that holds none of the lost
+    attempt's events (it starts from 0, or at S or later) skips them and the marker, and so sees
+    one answer; one that holds some (0 < after_seq < S, or it got them live) gets the marker as
+    its last event, and following the turn again after S gives it the new answer whole."""
     loop = asyncio.get_running_loop()
-    next_seq = after_seq + 1
+    cursor = _Cursor(after_seq)
     heard_at = loop.time()
     async with TurnInbox(turn_id) as inbox:
         while True:
-            for event in await db_call(_stored_events, turn_id, next_seq):
+            stored = await db_call(_stored_events, turn_id, cursor.next_seq)
+            if stored:
+                heard_at = loop.time()
+            for event in cursor.take(stored):
                 yield event
-                next_seq, heard_at = event["seq"] + 1, loop.time()
-                if event["kind"] in TERMINAL_KINDS:
+                if cursor.ended:
                     return
             if loop.time() - heard_at >= settings.PARLEY_STREAM_IDLE_SECONDS:
-                yield _synthetic_error(next_seq, _silent_too_long(turn_id))
+                yield _synthetic_error(cursor.next_seq, _silent_too_long(turn_id))
                 return
             ended = await db_call(_ended_without_terminal_event, turn_id)
             if ended is not None:
-                yield _synthetic_error(next_seq, ended)
+                yield _synthetic_error(cursor.next_seq, ended)
                 return
             # Live: take events from the layer while they follow on without a gap.
             while True:
@@ -84,16 +102,43 @@ async def follow_turn(turn_id: str, *, after_seq: int) -> AsyncIterator[dict[str
                 if message is None:
                     yield None
                     break
-                fresh = [event for event in message["events"] if event["seq"] >= next_seq]
+                fresh = [event for event in message["events"] if event["seq"] >= cursor.next_seq]
                 if not fresh:
                     continue
-                if fresh[0]["seq"] != next_seq:
+                if fresh[0]["seq"] != cursor.next_seq:
                     break  # a message was lost: read the store
-                for event in fresh:
+                heard_at = loop.time()
+                for event in cursor.take(fresh):
                     yield event
-                    next_seq, heard_at = event["seq"] + 1, loop.time()
-                    if event["kind"] in TERMINAL_KINDS:
+                    if cursor.ended:
                         return
+
+
+class _Cursor:
+    """A listener's place in a turn's stream, and which events it is given (the superseding
+    rule of follow_turn)."""
+
+    def __init__(self, after_seq: int) -> None:
+        self.next_seq = after_seq + 1
+        self.holds_events = after_seq > 0
+        self.ended = False
+
+    def take(self, events: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """Of `events`, consecutive from `next_seq` on, those to give, in order; the cursor moves
+        on as each is given, and `ended` is set with the last one."""
+        restart = max((index for index, event in enumerate(events) if event["kind"] == RESTART), default=None)
+        if restart is not None:
+            if self.holds_events:
+                events = [events[restart]]
+            else:  # nothing of the superseded attempts was given: skip them and their marker
+                self.next_seq = events[restart]["seq"] + 1
+                events = events[restart + 1 :]
+        for event in events:
+            self.next_seq, self.holds_events = event["seq"] + 1, True
+            self.ended = event["kind"] in TERMINAL_KINDS or event["kind"] == RESTART
+            yield event
+            if self.ended:
+                return
 
 
 def _stored_events(turn_id: str, from_seq: int) -> list[dict[str, Any]]:
@@ -106,9 +151,9 @@ def _ended_without_terminal_event(turn_id: str) -> ApiError | None:
     turn = Turn.objects.filter(pk=turn_id).only("status", "lease_expires_at", "finished_at").first()
     if turn is None:
         return ServerError("The turn was deleted while it was streaming.", code="turn_deleted")
+    grace = LEASE_GRACE_SECONDS + 2 * settings.PARLEY_RECOVERY_SECONDS
     lease_lost = (
-        turn.lease_expires_at is not None
-        and (timezone.now() - turn.lease_expires_at).total_seconds() > LEASE_GRACE_SECONDS
+        turn.lease_expires_at is not None and (timezone.now() - turn.lease_expires_at).total_seconds() > grace
     )
     if (
         turn.status in (Turn.Status.RUNNING, Turn.Status.CANCELLED)
