@@ -4,11 +4,11 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from sessions.ids import new_public_id
+from sessions.ids import TURN_PREFIX, new_public_id
 
 
 def _new_turn_id() -> str:
-    return new_public_id("turn")
+    return new_public_id(TURN_PREFIX)
 
 
 class Session(models.Model):

@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
+from rest_framework.exceptions import ErrorDetail
 
 from accounts.models import AutomationSettings
-from config.errors import Conflict, InvalidRequest, NotFound
-from sessions.ids import new_public_id
+from config.errors import Conflict, InvalidRequest, NotFound, validation_error
+from sessions.ids import PUBLIC_ID_PREFIXES, SESSION_PREFIX, is_reserved_session_id, new_public_id
 from sessions.models import Message, Session, Turn
 
 if TYPE_CHECKING:
@@ -26,21 +27,23 @@ logger = logging.getLogger(__name__)
 def session_resolve(*, organization: Organization, session_id: str | None, agent: Agent) -> Session | None:
     """The session a chat request continues or starts.
 
-    An unknown `session_id` creates the session when the organization's automation setting
-    `auto_create_sessions` is on, else it is a 404 (exactly like another tenant's session).
-    Without a `session_id` a new session is made, or None (a stateless call) when
-    auto-creation is off."""
+    An unknown client-chosen `session_id` creates the session when the organization's
+    automation setting `auto_create_sessions` is on, else it is a 404 (exactly like another
+    tenant's session). An unknown id with one of Parley's own prefixes (sess_…) is always a
+    404: Parley issued it, so the session was deleted, expired or is another tenant's, and
+    starting a new one under that id would hide it. Without a `session_id` a new session is
+    made, or None (a stateless call) when auto-creation is off."""
     auto_create = organization.automation.auto_create_sessions
     if session_id is None:
         if not auto_create:
             return None
         return Session.objects.create(
-            organization=organization, external_id=new_public_id("sess"), agent=agent
+            organization=organization, external_id=new_public_id(SESSION_PREFIX), agent=agent
         )
     existing = Session.objects.filter(organization=organization, external_id=session_id).first()
     if existing is not None:
         return existing
-    if not auto_create:
+    if not auto_create or is_reserved_session_id(session_id):
         raise session_not_found(session_id)
     try:
         with transaction.atomic():
@@ -57,6 +60,12 @@ def session_exists(session_id: str) -> Conflict:
     return Conflict(f"A session with id '{session_id}' already exists.", param="id", code="session_exists")
 
 
+def _reserved_id() -> InvalidRequest:
+    prefixes = " or ".join(f"'{prefix}_'" for prefix in PUBLIC_ID_PREFIXES)
+    message = f"Ids starting with {prefixes} are issued by Parley only; choose another id or leave it out."
+    return validation_error({"id": [ErrorDetail(message, code="reserved")]})
+
+
 def session_create(
     *,
     organization: Organization,
@@ -65,12 +74,15 @@ def session_create(
     metadata: dict[str, str] | None = None,
     agent: Agent | None = None,
 ) -> Session:
-    """An empty session, with the client's id or a generated one; an id in use is a conflict."""
+    """An empty session, with the client's id or a generated one; an id in use is a conflict,
+    and an id with one of Parley's own prefixes (which only Parley hands out) is refused."""
+    if session_id is not None and is_reserved_session_id(session_id):
+        raise _reserved_id()
     try:
         with transaction.atomic():
             return Session.objects.create(
                 organization=organization,
-                external_id=session_id or new_public_id("sess"),
+                external_id=session_id or new_public_id(SESSION_PREFIX),
                 title=title,
                 metadata=metadata or {},
                 agent=agent,

@@ -176,8 +176,9 @@ FIELD_DESCRIPTIONS: dict[str, dict[str, str]] = {
         "whole transcript is recognised, and its stored prefix is not stored twice.",
         "stream": "Answer with Server-Sent Events of `chat.completion.chunk`s.",
         "session_id": "Parley: the session to continue, or to create with this id (1-128 characters "
-        "of `[A-Za-z0-9._:-]`). Without it a new session is created and returned (with "
-        "`auto_create_sessions` off, the call is stateless).",
+        "of `[A-Za-z0-9._:-]`; ids starting with `sess_` or `turn_` are Parley's and never created). "
+        "Without it a new session is created and returned (with `auto_create_sessions` off, the call "
+        "is stateless).",
         "conversation_id": "Parley: a synonym of `session_id` (Dify).",
         "thread_id": "Parley: a synonym of `session_id` (Assistants threads).",
         "conversation": 'Parley: a synonym of `session_id` (Responses API): an id or `{"id": …}`.',

@@ -115,8 +115,9 @@ CHAT_DESCRIPTION = """OpenAI's Chat Completions, with sessions: send a `session_
 messages, and Parley supplies the history (the agent's system prompt, the stored transcript, then
 the new messages). Without one, a new session is created and named in the answer's `session_id` and
 the `X-Session-Id` header (with the organization's `auto_create_sessions` off, the call is stateless
-and an unknown `session_id` is 404). A client that resends the whole transcript, as OpenAI clients
-do, is recognised: the stored prefix is not stored twice.
+and an unknown `session_id` is 404). An unknown id with Parley's own prefixes (`sess_…`, `turn_…`)
+is always 404: such ids are never created by a request. A client that resends the whole transcript,
+as OpenAI clients do, is recognised: the stored prefix is not stored twice.
 
 **Naming the session**: `session_id`, or its synonyms `conversation_id` (Dify), `thread_id`
 (Assistants) and `conversation` (Responses API: a string or `{"id": …}`), or the model form
@@ -158,8 +159,8 @@ _CHAT_RESPONSES = {
     (200, EVENT_STREAM): OpenApiResponse(EVENT_STREAM_SCHEMA),
 }
 _CHAT_ERRORS = {
-    404: "Unknown model (agent), or an unknown `session_id` with `auto_create_sessions` off; another "
-    "organization's session looks missing too.",
+    404: "Unknown model (agent), an unknown `sess_…` session id, or an unknown `session_id` with "
+    "`auto_create_sessions` off; another organization's session looks missing too.",
     409: "The `Idempotency-Key` was used with a different request.",
     429: "Rate limited (`rate_limit_exceeded`) or the quota is used up (`insufficient_quota`); "
     "`Retry-After` says when to try again.",

@@ -297,7 +297,8 @@ class MemberDeletedSerializer(serializers.Serializer):
 class AutomationSettingsSerializer(serializers.Serializer):
     object = Constant("automation_settings")
     auto_create_sessions = serializers.BooleanField(
-        help_text="An unknown `session_id` creates the session; off: 404, and no `session_id` is stateless."
+        help_text="An unknown client-chosen `session_id` creates the session (an unknown `sess_…` id is "
+        "always 404); off: 404, and no `session_id` is stateless."
     )
     session_idle_ttl = _nullable_int("Seconds without activity after which a session is deleted.")
     history_max_messages = _nullable_int("How many stored messages an agent sees at most.")
