@@ -5,10 +5,11 @@ the database stays the record, and listeners re-read it on a gap and on a timer.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, TypedDict
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -24,11 +25,25 @@ RESTART = "restart"
 TERMINAL_KINDS = frozenset({DONE, ERROR})
 
 
+class TurnEvent(TypedDict):
+    seq: int
+    kind: str
+    # The SSE `data:` text exactly as every listener gets it: serialized once, when the event
+    # is made, so that a live stream, a replay and a resumed stream are the same bytes.
+    data: str
+
+
+def turn_event(seq: int, kind: str, data: dict[str, Any] | None = None) -> TurnEvent:
+    """Event number `seq` of a turn's stream; `data` is a chunk or an error envelope (none for DONE)."""
+    text = "[DONE]" if kind == DONE else json.dumps(data, separators=(",", ":"))
+    return {"seq": seq, "kind": kind, "data": text}
+
+
 def turn_group(turn_id: str) -> str:
     return f"turn.{turn_id}"
 
 
-def publish_turn_events(turn_id: str, events: list[dict[str, Any]]) -> None:
+def publish_turn_events(turn_id: str, events: list[TurnEvent]) -> None:
     """Hand new events to whoever listens to the turn. Never raises: a lost message only makes
     a listener read the database instead."""
     try:

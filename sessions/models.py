@@ -126,9 +126,10 @@ class TurnEventBatch(models.Model):
     turn = models.ForeignKey(Turn, on_delete=models.CASCADE, related_name="event_batches")
     first_seq = models.PositiveIntegerField()
     last_seq = models.PositiveIntegerField()
-    # [{"seq": n, "kind": "chunk" | "usage" | "tool_step" | "done" | "error" | "restart",
-    #   "data": {...} | null}, ...]
-    events = models.JSONField()
+    # JSON text: [{"seq": n, "kind": "chunk" | "usage" | "tool_step" | "done" | "error" | "restart",
+    # "data": the SSE data text}, ...]. Text, not jsonb, whose reordered keys would make a replay
+    # differ from the live stream: these are the bytes every listener gets.
+    events = models.TextField()
     # The attempt (Turn.attempts) that wrote them; 0 when none ran (a queued turn's cancel).
     attempt = models.PositiveSmallIntegerField(default=0)
 

@@ -27,7 +27,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from config.errors import ApiError, ServerError
-from sessions.events import ERROR, publish_turn_events
+from sessions.events import ERROR, publish_turn_events, turn_event
 from sessions.models import Turn
 from sessions.streaming import next_event_seq, store_events
 from sessions.turns import TURN_CANCELLED, turn_enqueue, turn_start_next
@@ -123,7 +123,7 @@ def _turn_end_lost(turn_id: str, still_lost, *, status: str, error: ApiError, no
             lease_expires_at=None,
             error={"status": error.status, **error.payload()},
         )
-        events = [{"seq": next_event_seq(turn.id), "kind": ERROR, "data": error.payload()}]
+        events = [turn_event(next_event_seq(turn.id), ERROR, error.payload())]
         store_events(turn.id, events, attempt=turn.attempts)
         turn_usage_record(turn=turn, status=status, usage=None, finished_at=now)
     publish_turn_events(turn.id, events)

@@ -5,6 +5,7 @@ published through the channel layer (only a wake-up for live listeners)."""
 from __future__ import annotations
 
 import contextvars
+import json
 import queue
 import threading
 import time
@@ -14,7 +15,7 @@ from typing import Any
 from django.db import transaction
 
 from agents.backends.base import ChoiceDelta, StreamItem, UsageReport
-from sessions.events import publish_turn_events
+from sessions.events import TurnEvent, publish_turn_events, turn_event
 from sessions.models import Turn, TurnEventBatch
 
 SYSTEM_FINGERPRINT = "fp_parley_0_1"
@@ -159,7 +160,7 @@ class EventWriter:
         self.attempt = turn.attempts
         # A turn taken over after its lease expired numbers on after what was already stored.
         self.seq = next_event_seq(turn.id) - 1
-        self._pending: list[dict[str, Any]] = []
+        self._pending: list[TurnEvent] = []
         self._first_pending_at = 0.0
         # Set when a batch was refused: the turn is no longer this attempt's to write.
         self.superseded = False
@@ -168,7 +169,7 @@ class EventWriter:
         self.seq += 1
         if not self._pending:
             self._first_pending_at = time.monotonic()
-        self._pending.append({"seq": self.seq, "kind": kind, "data": data})
+        self._pending.append(turn_event(self.seq, kind, data))
 
     def flush_if_due(self) -> None:
         if self._pending and (
@@ -185,16 +186,16 @@ class EventWriter:
         elif events:
             self.superseded = True
 
-    def take_pending(self) -> list[dict[str, Any]]:
+    def take_pending(self) -> list[TurnEvent]:
         events, self._pending = self._pending, []
         return events
 
-    def put_back(self, events: list[dict[str, Any]]) -> None:
+    def put_back(self, events: list[TurnEvent]) -> None:
         """Return taken events, unwritten, to be written before any added later."""
         self._pending = events + self._pending
 
 
-def store_events(turn_id: str, events: list[dict[str, Any]], *, attempt: int) -> None:
+def store_events(turn_id: str, events: list[TurnEvent], *, attempt: int) -> None:
     """Store a batch. Call where the turn's ownership is settled: inside the transaction whose
     fenced update finished the turn, or through `store_events_fenced`."""
     if events:
@@ -202,12 +203,18 @@ def store_events(turn_id: str, events: list[dict[str, Any]], *, attempt: int) ->
             turn_id=turn_id,
             first_seq=events[0]["seq"],
             last_seq=events[-1]["seq"],
-            events=events,
+            events=json.dumps(events, separators=(",", ":")),
             attempt=attempt,
         )
 
 
-def store_events_fenced(turn_id: str, events: list[dict[str, Any]], *, attempt: int) -> bool:
+def stored_events(turn_id: str, from_seq: int) -> list[TurnEvent]:
+    """The turn's stored events from `from_seq` on, in order, exactly as they were made."""
+    batches = TurnEventBatch.objects.filter(turn_id=turn_id, last_seq__gte=from_seq).order_by("first_seq")
+    return [event for batch in batches for event in json.loads(batch.events) if event["seq"] >= from_seq]
+
+
+def store_events_fenced(turn_id: str, events: list[TurnEvent], *, attempt: int) -> bool:
     """Store a runner's batch only while the turn is still its attempt's and unfinished (running,
     or cancelled and not yet wound up by it); False when refused. The turn's row stays locked
     until the batch is in, so a takeover's claim waits for it and numbers on after it."""

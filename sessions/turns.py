@@ -34,7 +34,7 @@ from agents.tools import server_tools_for
 from agents.tools.base import ToolContext
 from config.errors import ApiError, Conflict, InvalidRequest, NotFound, ServerError, validation_error
 from sessions.agent_loop import StoredMessage, ToolStep, run_agent_loop
-from sessions.events import CHUNK, DONE, ERROR, RESTART, TOOL_STEP, USAGE, publish_turn_events
+from sessions.events import CHUNK, DONE, ERROR, RESTART, TOOL_STEP, USAGE, publish_turn_events, turn_event
 from sessions.executors import turn_executor
 from sessions.history import history_window
 from sessions.limits import turn_limits_renew
@@ -531,7 +531,7 @@ def turn_cancel(*, turn: Turn) -> Turn:
             status=Status.CANCELLED, finished_at=now, error=cancelled_error
         )
         if queued:
-            events = [{"seq": next_event_seq(turn.id), "kind": ERROR, "data": TURN_CANCELLED.payload()}]
+            events = [turn_event(next_event_seq(turn.id), ERROR, TURN_CANCELLED.payload())]
             store_events(turn.id, events, attempt=0)
             turn_usage_record(turn=turn, status=Status.CANCELLED, usage=None, finished_at=now)
         elif Turn.objects.filter(pk=turn.pk, status=Status.RUNNING).update(

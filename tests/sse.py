@@ -94,6 +94,19 @@ def get_stream(url: str, key: str, *, last_event_id: str | None = None):
         return response, parse_sse_lines(response.iter_lines())
 
 
+def raw_stream(
+    method: str, url: str, key: str, *, body: dict | None = None, last_event_id: str | None = None
+) -> tuple[httpx.Response, bytes]:
+    """The whole answer as the bytes on the wire, keep-alive comments left out (they come with
+    silences, not with the events)."""
+    headers = {"Authorization": f"Bearer {key}"}
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = last_event_id
+    with httpx.stream(method, url, json=body, headers=headers, timeout=60) as response:
+        raw = b"".join(response.iter_bytes())
+    return response, raw.replace(b": keep-alive\n\n", b"")
+
+
 class SseListener(threading.Thread):
     """GET an event stream on a thread of its own, so that a test can act while it listens:
     `lines` grows as they arrive, `read` and `status` are set once the stream has ended."""

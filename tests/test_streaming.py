@@ -16,7 +16,7 @@ from langchain_openai import ChatOpenAI
 from agents.models import Agent
 from sessions.models import Message, Turn
 from tests.live import KEEPALIVE_SECONDS
-from tests.sse import get_stream, post_stream
+from tests.sse import get_stream, parse_sse_lines, post_stream, raw_stream
 
 TOOL = {
     "type": "function",
@@ -272,6 +272,74 @@ def test_reconnect_with_last_event_id_resumes_without_gap_or_duplicate(stack, te
     # and a full replay from the start gives the same answer
     _, replay = get_stream(f"{stack.api_url}/turns/{turn_id}/events", tenant.key)
     assert replay.content() == first.content() + rest.content()
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        pytest.param({"tools": [TOOL], "tool_choice": "required"}, id="tool-calls"),
+        pytest.param({"n": 2}, id="text"),
+    ],
+)
+def test_live_replayed_and_resumed_streams_are_the_same_bytes(stack, tenant, fields):
+    # given a streamed turn, with usage and text that JSON escapes, as a live listener got it
+    slow_agent(tenant, "drip", chunk_delay_seconds=0.02)
+    body = {
+        "model": "drip",
+        "messages": [user('order "A-17" — café ✓ \\ tab\there')],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "session_id": "bytes",
+        **fields,
+    }
+    response, live = raw_stream("POST", f"{stack.api_url}/chat/completions", tenant.key, body=body)
+    assert response.status_code == 200
+    events = parse_sse_lines(live.decode().split("\n")).events
+    assert events[-1].data == "[DONE]" and "usage" in events[-2].json
+    if "tools" in fields:
+        assert events[-3].json["choices"][0]["finish_reason"] == "tool_calls"
+    # when the turn is replayed whole, and resumed from an event in the middle
+    events_url = f"{stack.api_url}/turns/{response.headers['X-Turn-Id']}/events?include_usage=true"
+    _, replay = raw_stream("GET", events_url, tenant.key)
+    middle = events[len(events) // 2].id
+    _, resumed = raw_stream("GET", events_url, tenant.key, last_event_id=middle)
+    # then each is exactly the bytes the live listener got
+    assert replay == live
+    tail = live[live.index(f"id: {middle}\n".encode()) :].split(b"\n\n", 1)[1]
+    assert resumed == tail and len(resumed) > 0
+
+
+def test_a_replay_from_the_end_of_a_finished_turn_ends_at_once_with_what_remains(stack, tenant):
+    slow_agent(tenant, "breaks", fail_after_chunks=2)
+    finished = []
+    for model in ("echo", "breaks"):
+        response, read = post_stream(
+            f"{stack.api_url}/chat/completions",
+            tenant.key,
+            {"model": model, "messages": [user("and then?")], "stream": True},
+        )
+        finished.append((response.headers["X-Turn-Id"], read.events))
+    (completed, completed_events), (failed, failed_events) = finished
+    last_completed, last_failed = int(completed_events[-1].id), int(failed_events[-1].id)
+    for turn_id, after, expected in (
+        (completed, last_completed, b""),
+        (completed, last_completed + 5, b""),
+        # the usage event before [DONE] is not asked for: only [DONE] remains
+        (completed, last_completed - 2, f"id: {last_completed}\ndata: [DONE]\n\n".encode()),
+        (failed, last_failed, b""),
+        (failed, last_failed - 1, f"id: {last_failed}\ndata: {failed_events[-1].data}\n\n".encode()),
+    ):
+        started = time.monotonic()
+        response, raw = raw_stream(
+            "GET", f"{stack.api_url}/turns/{turn_id}/events", tenant.key, last_event_id=str(after)
+        )
+        # at once: not after keep-alives until the idle limit (PARLEY_STREAM_IDLE_SECONDS, 30 s here)
+        assert time.monotonic() - started < 5, (turn_id, after)
+        assert (response.status_code, response.headers["content-type"]) == (
+            200,
+            "text/event-stream; charset=utf-8",
+        )
+        assert raw == expected, (turn_id, after)
 
 
 def test_a_client_that_disconnects_does_not_cancel_the_turn(stack, tenant):

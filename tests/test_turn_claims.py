@@ -10,6 +10,7 @@ the end state, which is the same whichever process recovered the turn."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from datetime import timedelta
@@ -21,7 +22,7 @@ from django.utils import timezone
 from agents.backends.base import ChoiceDelta
 from agents.models import Agent
 from sessions.api.sse import follow_turn
-from sessions.events import CHUNK
+from sessions.events import CHUNK, turn_event
 from sessions.executors import run_turn_job
 from sessions.models import Message, Session, Turn, TurnEventBatch, UsageRecord
 from sessions.recovery import turns_recover
@@ -86,7 +87,7 @@ def take_over(turn_id: str) -> Turn:
 
 def stored_events(turn: Turn) -> list[dict]:
     batches = TurnEventBatch.objects.filter(turn=turn).order_by("first_seq")
-    return [event for batch in batches for event in batch.events]
+    return [event for batch in batches for event in json.loads(batch.events)]
 
 
 def replay(turn: Turn, after_seq: int = 0) -> list[dict]:
@@ -103,7 +104,7 @@ def text_of(events: list[dict]) -> str:
         choice["delta"].get("content") or ""
         for event in events
         if event["kind"] == CHUNK
-        for choice in event["data"]["choices"]
+        for choice in json.loads(event["data"])["choices"]
     )
 
 
@@ -188,7 +189,7 @@ def test_recovery_fails_a_turn_lost_on_its_last_attempt_and_runs_the_sessions_ne
     _turn_store_input(claimed)
     Turn.objects.filter(pk=turn.pk).update(attempts=cap)
     TurnEventBatch.objects.create(
-        turn=turn, first_seq=1, last_seq=1, events=[{"seq": 1, "kind": CHUNK, "data": {}}], attempt=cap
+        turn=turn, first_seq=1, last_seq=1, events=json.dumps([turn_event(1, CHUNK, {})]), attempt=cap
     )
     lose_worker(turn)
     # when recovery runs, it is not claimed again: it fails
@@ -204,10 +205,7 @@ def test_recovery_fails_a_turn_lost_on_its_last_attempt_and_runs_the_sessions_ne
     assert failed.finished_at is not None
     assert failed.error == {"status": 500, "error": error}
     # with its terminal event after what was stored, and its usage record
-    assert stored_events(failed) == [
-        {"seq": 1, "kind": CHUNK, "data": {}},
-        {"seq": 2, "kind": "error", "data": {"error": error}},
-    ]
+    assert stored_events(failed) == [turn_event(1, CHUNK, {}), turn_event(2, "error", {"error": error})]
     record = UsageRecord.objects.get(turn=failed)
     assert (record.status, record.prompt_tokens, record.completion_tokens) == ("failed", 0, 0)
     # and the session's next turn runs
@@ -245,7 +243,7 @@ def test_recovery_runs_again_a_turn_whose_worker_was_lost_and_it_is_answered_onc
     # while the stored stream keeps both, the new attempt's behind its restart marker at seq 4
     stored = stored_events(answered)
     assert stored[3]["kind"] == "restart"
-    assert stored[3]["data"]["error"]["code"] == "turn_restarted"
+    assert json.loads(stored[3]["data"])["error"]["code"] == "turn_restarted"
     assert stored[4:] == events
     # and a listener that had the lost attempt's first events gets the marker, then the answer
     assert replay(answered, after_seq=2) == [stored[3]]
@@ -350,8 +348,8 @@ def test_a_cancel_between_the_runners_last_look_and_its_finish_ends_the_turn_as_
     # then the turn ends as cancelled, with what it produced and a terminal event
     turn = Turn.objects.get(pk=claimed.pk)
     assert (turn.status, turn.finished_at is not None) == ("cancelled", True)
-    events = [event for batch in TurnEventBatch.objects.filter(turn=turn) for event in batch.events]
+    events = stored_events(turn)
     assert [event["kind"] for event in events] == ["chunk", "error"]
-    assert events[-1]["data"]["error"]["code"] == "turn_cancelled"
+    assert json.loads(events[-1]["data"])["error"]["code"] == "turn_cancelled"
     assert roles(session) == ["user", "assistant"]
     assert UsageRecord.objects.get(turn=turn).status == "cancelled"

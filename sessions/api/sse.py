@@ -6,10 +6,9 @@ worker lost, nothing heard for too long)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Literal
 
 from django.conf import settings
 from django.utils import timezone
@@ -17,16 +16,18 @@ from django.utils import timezone
 from config.db import db_call
 from config.errors import ApiError, GatewayTimeout, ServerError
 from sessions.events import (
-    DONE,
     ERROR,
     RECHECK_SECONDS,
     RESTART,
     TERMINAL_KINDS,
     TOOL_STEP,
     USAGE,
+    TurnEvent,
     TurnInbox,
+    turn_event,
 )
-from sessions.models import Turn, TurnEventBatch
+from sessions.models import Turn
+from sessions.streaming import stored_events
 
 logger = logging.getLogger(__name__)
 
@@ -35,9 +36,9 @@ logger = logging.getLogger(__name__)
 LEASE_GRACE_SECONDS = 5
 
 
-def sse_event(event: dict[str, Any]) -> str:
-    data = "[DONE]" if event["kind"] == DONE else json.dumps(event["data"], separators=(",", ":"))
-    return f"id: {event['seq']}\ndata: {data}\n\n"
+def sse_event(event: TurnEvent) -> str:
+    """The event on the wire; its data was serialized once, when it was made (turn_event)."""
+    return f"id: {event['seq']}\ndata: {event['data']}\n\n"
 
 
 async def sse_stream(
@@ -68,9 +69,10 @@ async def sse_stream(
         yield sse_event(_synthetic_error(next_seq, error))
 
 
-async def follow_turn(turn_id: str, *, after_seq: int) -> AsyncIterator[dict[str, Any] | None]:
+async def follow_turn(turn_id: str, *, after_seq: int) -> AsyncIterator[TurnEvent | None]:
     """Events with seq > after_seq in order, each once, up to the terminal one; None whenever
-    nothing new came for a moment (so the caller can send keep-alives).
+    nothing new came for a moment (so the caller can send keep-alives). A finished turn's
+    stream ends after what it stored, even when that is nothing (asked from its last event).
 
     A turn taken over after its worker was lost holds the lost attempt's events, a restart
     marker at seq S, then the new attempt's events. A listener that holds none of the lost
@@ -80,19 +82,26 @@ async def follow_turn(turn_id: str, *, after_seq: int) -> AsyncIterator[dict[str
     loop = asyncio.get_running_loop()
     cursor = _Cursor(after_seq)
     heard_at = loop.time()
+    finished = False
     async with TurnInbox(turn_id) as inbox:
         while True:
-            stored = await db_call(_stored_events, turn_id, cursor.next_seq)
+            stored = await db_call(stored_events, turn_id, cursor.next_seq)
             if stored:
                 heard_at = loop.time()
             for event in cursor.take(stored):
                 yield event
                 if cursor.ended:
                     return
+            if finished:
+                return
             if loop.time() - heard_at >= settings.PARLEY_STREAM_IDLE_SECONDS:
                 yield _synthetic_error(cursor.next_seq, _silent_too_long(turn_id))
                 return
             ended = await db_call(_ended_without_terminal_event, turn_id)
+            if ended == "finished":
+                # A turn stores its last events with its finish: one more read gets all it has.
+                finished = True
+                continue
             if ended is not None:
                 yield _synthetic_error(cursor.next_seq, ended)
                 return
@@ -123,7 +132,7 @@ class _Cursor:
         self.holds_events = after_seq > 0
         self.ended = False
 
-    def take(self, events: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    def take(self, events: list[TurnEvent]) -> Iterator[TurnEvent]:
         """Of `events`, consecutive from `next_seq` on, those to give, in order; the cursor moves
         on as each is given, and `ended` is set with the last one."""
         restart = max((index for index, event in enumerate(events) if event["kind"] == RESTART), default=None)
@@ -141,25 +150,19 @@ class _Cursor:
                 return
 
 
-def _stored_events(turn_id: str, from_seq: int) -> list[dict[str, Any]]:
-    batches = TurnEventBatch.objects.filter(turn_id=turn_id, last_seq__gte=from_seq).order_by("first_seq")
-    return [event for batch in batches for event in batch.events if event["seq"] >= from_seq]
-
-
-def _ended_without_terminal_event(turn_id: str) -> ApiError | None:
-    """Why the turn can't produce its terminal event any more, or None while it still can."""
+def _ended_without_terminal_event(turn_id: str) -> ApiError | Literal["finished"] | None:
+    """Why the turn can't produce its terminal event any more; "finished" when it has finished
+    (then every event it will ever have is stored); None while its terminal event is to come."""
     turn = Turn.objects.filter(pk=turn_id).only("status", "lease_expires_at", "finished_at").first()
     if turn is None:
         return ServerError("The turn was deleted while it was streaming.", code="turn_deleted")
+    if turn.finished_at is not None:
+        return "finished"
     grace = LEASE_GRACE_SECONDS + 2 * settings.PARLEY_RECOVERY_SECONDS
     lease_lost = (
         turn.lease_expires_at is not None and (timezone.now() - turn.lease_expires_at).total_seconds() > grace
     )
-    if (
-        turn.status in (Turn.Status.RUNNING, Turn.Status.CANCELLED)
-        and turn.finished_at is None
-        and lease_lost
-    ):
+    if turn.status in (Turn.Status.RUNNING, Turn.Status.CANCELLED) and lease_lost:
         return ServerError("The worker running this turn was lost.", code="worker_lost")
     return None
 
@@ -172,5 +175,5 @@ def _silent_too_long(turn_id: str) -> ApiError:
     )
 
 
-def _synthetic_error(seq: int, error: ApiError) -> dict[str, Any]:
-    return {"seq": seq, "kind": ERROR, "data": error.payload()}
+def _synthetic_error(seq: int, error: ApiError) -> TurnEvent:
+    return turn_event(seq, ERROR, error.payload())
