@@ -1,12 +1,11 @@
 from django.contrib import admin
-from django.contrib.auth.decorators import login_required
 from django.urls import include, path, register_converter
-from django.views.generic import TemplateView
 
 from accounts.api.auth import LogoutView, SessionTokenView, TokenObtainView, TokenRefreshView, TokenVerifyView
 from accounts.api.automation import AutomationSettingsView
 from accounts.api.keys import ApiKeyDetailView, ApiKeyListView
 from accounts.api.members import MemberDetailView, MemberListView
+from accounts.views import ApiTokenPage
 from agents.api.views import AgentDetailView, AgentListView
 from agents.views import ModelDetailView, ModelListView
 from config.health import healthz, readyz
@@ -36,11 +35,7 @@ urlpatterns = [
     path("v1/auth/token/verify", TokenVerifyView.as_view(), name="auth-token-verify"),
     path("v1/auth/logout", LogoutView.as_view(), name="auth-logout"),
     path("v1/auth/oidc/token", SessionTokenView.as_view(), name="auth-oidc-token"),
-    path(
-        "accounts/api-token/",
-        login_required(TemplateView.as_view(template_name="account/api_token.html")),
-        name="account-api-token",
-    ),
+    path("accounts/api-token/", ApiTokenPage.as_view(), name="account-api-token"),
     path("accounts/", include("allauth.urls")),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),

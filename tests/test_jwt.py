@@ -12,11 +12,13 @@ import uuid
 import httpx
 import jwt as pyjwt
 import pytest
+from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
 from accounts.models import Membership, User
 from agents.services import agent_create
 from sessions.models import Session
 from tests.conftest import JWT_SIGNING_KEY, Person, Tenant, live_password_hash, make_person, make_tenant
+from tests.pages import hidden_csrf, press_the_button, shown_pair
 
 
 def post(stack, path: str, body: dict, token: str | None = None, **headers: str) -> httpx.Response:
@@ -343,3 +345,87 @@ def test_a_jwt_user_has_their_role_and_no_more(stack, person):
 
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "permission_denied"
+
+
+# --- the browser's token page --------------------------------------------------------------------
+
+
+def models_of(person: Person) -> dict:
+    """What GET /v1/models answers the person: their organization's echo agent."""
+    echo = person.organization.agents.get(slug="echo")
+    model = {
+        "id": "echo",
+        "object": "model",
+        "created": int(echo.created.timestamp()),
+        "owned_by": person.organization.slug,
+    }
+    return {"object": "list", "data": [model]}
+
+
+def test_the_token_page_button_gives_a_pair_that_works_on_the_api(stack, person):
+    with httpx.Client(base_url=stack.url, timeout=30, follow_redirects=True) as browser:
+        # given a person signed in in the browser with their password
+        login_page = browser.get("/accounts/login/")
+        signed_in = browser.post(
+            "/accounts/login/",
+            data={
+                "csrfmiddlewaretoken": hidden_csrf(login_page.text),
+                "login": person.user.username,
+                "password": person.password,
+            },
+        )
+        assert (signed_in.status_code, signed_in.url.path) == (200, "/accounts/api-token/")
+        # when they press the page's button: its form, as the browser posts it
+        pressed = press_the_button(browser, signed_in)
+    # then the page shows a token pair, which no cache may keep
+    assert pressed.status_code == 200, pressed.text
+    assert pressed.headers["content-type"] == "text/html; charset=utf-8"
+    assert pressed.headers["cache-control"] == "no-store"
+    pair = shown_pair(pressed)
+    assert claims(pair.access)["sub"] == claims(pair.refresh)["sub"] == str(person.user.pk)
+    # and the access token alone works on the API
+    models = get(stack, "/models", pair.access)
+    assert (models.status_code, models.json()) == (200, models_of(person))
+    refreshed = post(stack, "/auth/token/refresh", {"refresh": pair.refresh})
+    assert (refreshed.status_code, sorted(refreshed.json())) == (200, ["access", "refresh"])
+
+
+def test_the_token_page_button_without_the_csrf_token_issues_nothing(stack, person):
+    with httpx.Client(base_url=stack.url, timeout=30, follow_redirects=True) as browser:
+        login_page = browser.get("/accounts/login/")
+        browser.post(
+            "/accounts/login/",
+            data={
+                "csrfmiddlewaretoken": hidden_csrf(login_page.text),
+                "login": person.user.username,
+                "password": person.password,
+            },
+        )
+        page = browser.get("/accounts/api-token/")
+        forged = press_the_button(browser, page, csrfmiddlewaretoken="x" * 64)
+    assert forged.status_code == 403
+    assert "access-token" not in forged.text
+    assert OutstandingToken.objects.filter(user=person.user).count() == 0
+
+
+def test_the_session_token_endpoint_takes_the_csrf_token_as_header_or_form_field(stack, person):
+    with httpx.Client(base_url=stack.url, timeout=30, follow_redirects=True) as browser:
+        login_page = browser.get("/accounts/login/")
+        signed_in = browser.post(
+            "/accounts/login/",
+            data={
+                "csrfmiddlewaretoken": hidden_csrf(login_page.text),
+                "login": person.user.username,
+                "password": person.password,
+            },
+        )
+        csrf = hidden_csrf(signed_in.text)
+        by_header = browser.post("/v1/auth/oidc/token", headers={"X-CSRFToken": csrf})
+        by_form_field = browser.post("/v1/auth/oidc/token", data={"csrfmiddlewaretoken": csrf})
+    for response in (by_header, by_form_field):
+        assert response.status_code == 200, response.text
+        pair = response.json()
+        assert sorted(pair) == ["access", "refresh"]
+        assert claims(pair["access"])["sub"] == str(person.user.pk)
+        models = get(stack, "/models", pair["access"])
+        assert (models.status_code, models.json()) == (200, models_of(person))

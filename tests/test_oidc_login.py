@@ -20,6 +20,7 @@ from accounts.models import Membership, Organization, User
 from sessions.models import Session
 from tests.conftest import live_password_hash
 from tests.oidc_provider import PROVIDER_ID, OidcProvider
+from tests.pages import press_the_button, shown_pair
 
 MAX_REDIRECTS = 20
 
@@ -153,6 +154,36 @@ def test_the_session_buys_a_jwt_pair_that_works_on_the_api(stack, oidc, browser)
     session_id = answer.json()["session_id"]
     assert Session.objects.filter(organization=user.default_organization, external_id=session_id).count() == 1
     assert refreshed.status_code == 200
+
+
+def test_the_token_page_button_shows_a_pair_that_works_on_the_api(stack, oidc, browser):
+    # given a person who signed in through the provider and landed on the token page
+    account = oidc.add_account(email=fresh_email(), email_verified=True)
+    page = login(browser, stack, oidc, account)
+    assert (page.status_code, page.url.path) == (200, "/accounts/api-token/")
+    # when they press its button
+    pressed = press_the_button(browser, page)
+    # then the page shows a pair whose access token works on the API alone
+    assert (pressed.status_code, pressed.headers["cache-control"]) == (200, "no-store")
+    pair = shown_pair(pressed)
+    with httpx.Client(timeout=30) as api:  # no cookies: the token alone
+        models = api.get(f"{stack.api_url}/models", headers={"Authorization": f"Bearer {pair.access}"})
+    organization = social_accounts(account)[0].user.default_organization
+    echo = organization.agents.get(slug="echo")
+    assert (models.status_code, models.json()) == (
+        200,
+        {
+            "object": "list",
+            "data": [
+                {
+                    "id": "echo",
+                    "object": "model",
+                    "created": int(echo.created.timestamp()),
+                    "owned_by": organization.slug,
+                }
+            ],
+        },
+    )
 
 
 def test_the_token_endpoint_needs_the_session_and_the_csrf_token(stack, oidc, browser):

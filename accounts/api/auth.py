@@ -8,7 +8,9 @@
 
 The last one is how a user who signed in through an identity provider (allauth, in the browser)
 gets tokens for the API: it takes the Django session cookie and, like every session-authenticated
-write, the CSRF token (X-CSRFToken header), so another site cannot mint tokens with the cookie.
+write, the CSRF token (X-CSRFToken header or a form's csrfmiddlewaretoken field), so another site
+cannot mint tokens with the cookie. The browser page /accounts/api-token/ (accounts/views.py)
+issues a pair from its own form.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from django.contrib.auth import authenticate
 from django.contrib.auth.models import update_last_login
 from rest_framework import serializers
 from rest_framework.authentication import SessionAuthentication
+from rest_framework.parsers import FormParser, JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -100,8 +103,10 @@ class LogoutView(APIView):
 class SessionTokenView(APIView):
     """A JWT pair for the user of the browser session (after an OAuth/OIDC sign-in)."""
 
-    # DRF's session authentication enforces Django's CSRF check on every request it accepts.
+    # DRF's session authentication enforces Django's CSRF check on every request it accepts; the
+    # token comes in the X-CSRFToken header or, from an HTML form, its csrfmiddlewaretoken field.
     authentication_classes = [SessionAuthentication]
+    parser_classes = [JSONParser, FormParser]
 
     def post(self, request: Request) -> Response:
         user = request.user
