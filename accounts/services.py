@@ -110,6 +110,16 @@ def api_key_create(
     return IssuedApiKey(api_key=api_key, secret=raw_key)
 
 
+def api_key_replace(*, organization: Organization, name: str, created_by: User | None = None) -> IssuedApiKey:
+    """A new key named `name` with every scope, and the organization's earlier live keys of that
+    name revoked: for a key that a command mints on every run (the demo key), so that running
+    it again never leaves more than one of them valid."""
+    with transaction.atomic():
+        for earlier in ApiKey.objects.filter(organization=organization, name=name, revoked_at__isnull=True):
+            api_key_revoke(api_key=earlier)
+        return api_key_create(organization=organization, name=name, created_by=created_by)
+
+
 def api_key_revoke(*, api_key: ApiKey, actor: Principal | None = None) -> ApiKey:
     """Revoke the key from now on; revoking a revoked key changes nothing. Returns it fresh."""
     with transaction.atomic():

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import shlex
 from datetime import timedelta
 
+import httpx
 from django.core.management import call_command
 from django.utils import timezone
 
@@ -97,6 +99,49 @@ def test_seeddemo_creates_the_demo_tenant_admin_and_a_working_key(monkeypatch):
     call_command("seeddemo", "--admin", "demo-admin", stdout=again)
     assert Organization.objects.filter(slug="demo").count() == 1
     assert "password unchanged" in again.getvalue()
+
+
+def seeded_key(output: str) -> str:
+    return next(line.split()[-1] for line in output.splitlines() if "API key:" in line)
+
+
+def test_seeding_again_revokes_the_earlier_demo_key(stack):
+    # given the demo seeded once, as `make run` does, on the port the server was given
+    first, second = io.StringIO(), io.StringIO()
+    call_command("seeddemo", "--admin", "demo-admin", "--url", stack.url, stdout=first)
+    # when it is seeded again
+    call_command("seeddemo", "--admin", "demo-admin", "--url", stack.url, stdout=second)
+    old_key, new_key = seeded_key(first.getvalue()), seeded_key(second.getvalue())
+    # then only the new demo key is valid, and the live API refuses the old one
+    live = ApiKey.objects.filter(organization__slug="demo", name="demo", revoked_at__isnull=True)
+    assert [api_key.prefix for api_key in live] == [new_key[: len(live[0].prefix)]]
+    refused = httpx.get(f"{stack.api_url}/models", headers={"Authorization": f"Bearer {old_key}"})
+    assert (refused.status_code, refused.json()) == (
+        401,
+        {
+            "error": {
+                "message": "Incorrect, revoked or expired API key provided.",
+                "type": "authentication_error",
+                "param": None,
+                "code": "invalid_api_key",
+            }
+        },
+    )
+    accepted = httpx.get(f"{stack.api_url}/models", headers={"Authorization": f"Bearer {new_key}"})
+    assert (accepted.status_code, [model["id"] for model in accepted.json()["data"]]) == (200, ["echo"])
+    # and the example it prints works as printed, on the server's address
+    printed = second.getvalue()
+    [example] = [line.strip() for line in printed.splitlines() if line.strip().startswith("curl ")]
+    words = shlex.split(example)
+    headers = dict(words[at + 1].split(": ", 1) for at, word in enumerate(words) if word == "-H")
+    tried = httpx.post(words[-1], headers=headers, content=words[words.index("-d") + 1])
+    assert (tried.status_code, tried.json()["choices"][0]["message"]["content"]) == (
+        200,
+        "You said: hi\n(1 message in context)",
+    )
+    # and it says how to get a new key and a new admin password
+    assert "A new demo key: run this again (make run does); the key printed before is revoked." in printed
+    assert "A new admin password: .venv/bin/python manage.py changepassword demo-admin" in printed
 
 
 def test_an_organization_added_in_the_admin_gets_its_defaults(admin_client):
