@@ -14,6 +14,7 @@ import pytest
 from django.urls import URLPattern, get_resolver
 from django.utils import timezone
 
+from accounts.api.keys import api_key_payload
 from accounts.authentication import Principal
 from accounts.models import ALL_SCOPES, ApiKey, AuditEvent, Membership
 from accounts.permissions import (
@@ -36,9 +37,11 @@ from accounts.services import (
     membership_change_role,
     membership_remove,
 )
+from agents.api.responses import agent_payload
 from agents.models import Agent
 from config.errors import Conflict, PermissionDenied
 from config.middleware import is_api_path
+from sessions.api.usage import DEFAULT_DAYS as USAGE_DEFAULT_DAYS
 from sessions.models import Session
 from tests.conftest import make_key, make_person
 
@@ -157,6 +160,136 @@ def test_each_endpoint_refuses_a_caller_without_its_permission(stack, tenant, na
     assert_refused(response, permission)
 
 
+def _required(*fields: str) -> dict:
+    """The 400 for a body missing these fields."""
+    detail = [
+        {"loc": ["body", field], "msg": "This field is required.", "type": "required"} for field in fields
+    ]
+    return {
+        "error": {
+            "message": f"Invalid value for '{fields[0]}': This field is required.",
+            "type": "invalid_request_error",
+            "param": fields[0],
+            "code": "missing_required_parameter",
+        },
+        "detail": detail,
+    }
+
+
+def _error(message: str, param: str, code: str) -> dict:
+    return {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}}
+
+
+_AUTOMATION_DEFAULTS = {
+    "object": "automation_settings",
+    "auto_create_sessions": True,
+    "session_idle_ttl": None,
+    "history_max_messages": None,
+    "history_max_tokens": None,
+    "auto_title": False,
+    "default_agent": None,
+}
+_NO_SESSION = _error("No session found with id 'x-missing'.", "session_id", "session_not_found")
+_NO_TURN = _error("No turn found with id 'x-missing'.", "turn_id", "turn_not_found")
+_NO_AGENT = _error("No agent found with slug 'x-missing'.", "slug", "agent_not_found")
+_NO_KEY = _error("No API key found with id 'x-missing'.", "id", "api_key_not_found")
+# What a key holding just the endpoint's permission gets for the table's request (an empty body,
+# ids that name nothing), where that does not depend on the tenant's data.
+_ADMITTED_ANSWERS = {
+    ("chat-completions", "POST"): (400, _required("messages")),
+    ("nlx-chat-completions", "POST"): (
+        400,
+        _error(
+            "The channel 'x-missing' must end in a language code, as in 'web-en-US'.",
+            "channel",
+            "invalid_request",
+        ),
+    ),
+    ("model-detail", "GET"): (
+        404,
+        _error(
+            "The model 'x-missing' does not exist or you do not have access to it.",
+            "model",
+            "model_not_found",
+        ),
+    ),
+    ("agents", "POST"): (400, _required("slug", "backend")),
+    ("agent-detail", "GET"): (404, _NO_AGENT),
+    ("agent-detail", "PATCH"): (404, _NO_AGENT),
+    ("agent-detail", "DELETE"): (404, _NO_AGENT),
+    ("sessions", "GET"): (
+        200,
+        {"object": "list", "data": [], "first_id": None, "last_id": None, "has_more": False},
+    ),
+    ("session-detail", "GET"): (404, _NO_SESSION),
+    ("session-detail", "PATCH"): (404, _NO_SESSION),
+    ("session-detail", "DELETE"): (404, _NO_SESSION),
+    ("session-export", "GET"): (404, _NO_SESSION),
+    ("session-fork", "POST"): (404, _NO_SESSION),
+    ("automation-settings", "GET"): (200, _AUTOMATION_DEFAULTS),
+    ("automation-settings", "PUT"): (200, _AUTOMATION_DEFAULTS),
+    ("turn-detail", "GET"): (404, _NO_TURN),
+    ("turn-events", "GET"): (404, _NO_TURN),
+    ("turn-cancel", "POST"): (404, _NO_TURN),
+    ("api-keys", "POST"): (400, _required("name")),
+    ("api-key-detail", "GET"): (404, _NO_KEY),
+    ("api-key-detail", "DELETE"): (404, _NO_KEY),
+    ("members", "GET"): (200, {"object": "list", "data": []}),
+    ("member-detail", "GET"): (
+        404,
+        _error("No member found with id 'x-missing'.", "user_id", "member_not_found"),
+    ),
+}
+
+
+def _admitted_answer(name: str, method: str, tenant) -> tuple[int, dict]:
+    """The answer a key holding just the endpoint's permission gets (read after the request)."""
+    if (name, method) in _ADMITTED_ANSWERS:
+        return _ADMITTED_ANSWERS[(name, method)]
+    organization = tenant.organization
+    echo = organization.agents.get(slug="echo")
+    if (name, method) == ("models", "GET"):
+        model = {
+            "id": "echo",
+            "object": "model",
+            "created": int(echo.created.timestamp()),
+            "owned_by": organization.slug,
+        }
+        return 200, {"object": "list", "data": [model]}
+    if (name, method) == ("agents", "GET"):
+        return 200, {"object": "list", "data": [agent_payload(echo)]}
+    if (name, method) == ("sessions", "POST"):
+        session = Session.objects.get(organization=organization)
+        created = {
+            "id": session.external_id,
+            "object": "session",
+            "agent": None,
+            "title": "",
+            "metadata": {},
+            "user": None,
+            "message_count": 0,
+            "created": int(session.created.timestamp()),
+            "updated": int(session.updated.timestamp()),
+            "messages": [],
+        }
+        return 201, created
+    if (name, method) == ("api-keys", "GET"):
+        keys = ApiKey.objects.filter(organization=organization).order_by("-pk")
+        return 200, {"object": "list", "data": [api_key_payload(api_key) for api_key in keys]}
+    if (name, method) == ("usage", "GET"):
+        today = timezone.now().date()
+        usage = {
+            "object": "list",
+            "group_by": "day",
+            "start": (today - timedelta(days=USAGE_DEFAULT_DAYS - 1)).isoformat(),
+            "end": today.isoformat(),
+            "data": [],
+            "totals": {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        }
+        return 200, usage
+    raise AssertionError(f"No expected answer for {method} {name}: add it to this test.")
+
+
 @pytest.mark.parametrize(
     ("name", "path", "method", "permission"), [case for case in GUARDED if case[3] != MEMBERS]
 )
@@ -164,16 +297,54 @@ def test_each_endpoint_admits_a_key_with_just_its_permission(stack, tenant, name
     key = make_key(tenant, [permission])
     body = {} if method in ("POST", "PUT", "PATCH") else None
     response = call(stack, key, method, path, json=body)
-    # the request may be wrong in other ways (an empty body, a missing object), not forbidden
-    assert response.status_code != 403, response.text
-    assert response.status_code != 401, response.text
+    # the request may be wrong in other ways (an empty body, a missing object): the endpoint answers it
+    assert (response.status_code, response.json()) == _admitted_answer(name, method, tenant)
+
+
+# Each public endpoint, asked what it is for without credentials: method, body, status, answer.
+PUBLIC_REQUESTS = {
+    "auth-token": ("POST", {}, 400, _required("username", "password")),
+    "auth-token-refresh": ("POST", {}, 400, _required("refresh")),
+    "auth-token-verify": ("POST", {}, 400, _required("token")),
+    # It takes the browser session instead of a bearer: without one, its own 401.
+    "auth-oidc-token": (
+        "POST",
+        None,
+        401,
+        {
+            "error": {
+                "message": "Sign in in the browser first (/accounts/login/); this endpoint takes the session "
+                "cookie and the CSRF token.",
+                "type": "authentication_error",
+                "param": None,
+                "code": "not_signed_in",
+            }
+        },
+    ),
+    "healthz": ("GET", None, 200, {"status": "ok"}),
+    "readyz": ("GET", None, 200, {"status": "ok", "checks": {"database": "ok"}}),
+}
 
 
 @pytest.mark.parametrize(("name", "path", "method", "permission"), OPEN)
 def test_public_endpoints_need_no_credentials(stack, name, path, method, permission):
-    verb = "GET" if method == "*" else method
-    response = call(stack, None, verb, path)
-    assert response.status_code not in (401, 403), response.text
+    if name == "openapi-schema":
+        response = call(stack, None, "GET", path)
+        assert (response.status_code, response.headers["content-type"]) == (200, "application/json")
+        schema = response.json()
+        assert (schema["openapi"], schema["info"]["title"]) == ("3.0.3", "Parley API")
+        assert "/v1/chat/completions" in schema["paths"]
+        return
+    if name == "docs":
+        response = call(stack, None, "GET", path)
+        assert (response.status_code, response.headers["content-type"]) == (200, "text/html; charset=utf-8")
+        assert "<title>Parley API</title>" in response.text
+        return
+    verb, body, status, answer = PUBLIC_REQUESTS[name]
+    if name == "readyz" and stack.mode == "production":
+        answer = {"status": "ok", "checks": {"database": "ok", "redis": "ok", "broker": "ok"}}
+    response = call(stack, None, verb, path, json=body)
+    assert (response.status_code, response.json()) == (status, answer)
 
 
 def test_a_request_without_credentials_is_401_not_403(stack, tenant):

@@ -86,6 +86,17 @@ def test_a_failed_turn_is_recorded_as_failed(stack, tenant):
     assert abs(record.latency_ms - latency_ms(turn)) <= 1
 
 
+# What a chat request (not streamed) whose turn was cancelled gets.
+TURN_CANCELLED = {
+    "error": {
+        "message": "The turn was cancelled.",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "turn_cancelled",
+    }
+}
+
+
 def test_cancelled_turns_running_or_queued_are_recorded_as_cancelled(stack, tenant):
     agent_create(
         organization=tenant.organization, slug="slow", backend="echo", backend_config={"delay_seconds": 3}
@@ -100,8 +111,8 @@ def test_cancelled_turns_running_or_queued_are_recorded_as_cancelled(stack, tena
         queued = Turn.objects.get(organization=tenant.organization, status="queued")
         for turn in (queued, running):
             assert httpx.post(f"{stack.url}/v1/turns/{turn.id}/cancel", headers=auth).status_code == 200
-        assert first.result().status_code != 200
-        assert second.result().status_code != 200
+        for cancelled in (first.result(), second.result()):
+            assert (cancelled.status_code, cancelled.json()) == (400, TURN_CANCELLED)
     wait_for(lambda: Turn.objects.get(pk=running.pk).finished_at is not None)
     records = {
         record.turn_id: record for record in UsageRecord.objects.filter(organization=tenant.organization)
