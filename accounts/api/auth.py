@@ -19,7 +19,7 @@ from django.contrib.auth import authenticate
 from django.contrib.auth.models import update_last_login
 from rest_framework import serializers
 from rest_framework.authentication import SessionAuthentication
-from rest_framework.parsers import FormParser, JSONParser
+from rest_framework.parsers import FormParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -28,6 +28,7 @@ from rest_framework_simplejwt.settings import api_settings
 from accounts.jwt import TokenPair, jwt_pair_issue, jwt_pair_refresh, jwt_refresh_revoke, jwt_verify
 from accounts.signin_throttle import signin_attempt_check, signin_failure_record
 from config.errors import AuthenticationFailed, PermissionDenied
+from config.inputs import JsonBodyParser
 
 
 class CredentialsInput(serializers.Serializer):
@@ -106,7 +107,7 @@ class SessionTokenView(APIView):
     # DRF's session authentication enforces Django's CSRF check on every request it accepts; the
     # token comes in the X-CSRFToken header or, from an HTML form, its csrfmiddlewaretoken field.
     authentication_classes = [SessionAuthentication]
-    parser_classes = [JSONParser, FormParser]
+    parser_classes = [JsonBodyParser, FormParser]
 
     def post(self, request: Request) -> Response:
         user = request.user
