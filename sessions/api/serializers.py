@@ -66,7 +66,7 @@ def _content_part_problem(part: Any) -> dict[str, list[str]] | list[str] | None:
     if not isinstance(part, dict):
         return ["Expected a content part object."]
     kind = part.get("type")
-    if kind not in _PART_PAYLOAD:
+    if not isinstance(kind, str) or kind not in _PART_PAYLOAD:  # an object or a list is no type name
         return {"type": [f"Unknown content part type {kind!r}; expected one of {sorted(_PART_PAYLOAD)}."]}
     if not isinstance(part.get(kind), _PART_PAYLOAD[kind]):
         expected = "a string" if _PART_PAYLOAD[kind] is str else "an object"
