@@ -45,6 +45,7 @@ from sessions.api.serializers import (
     SessionForkSerializer,
     SessionUpdateSerializer,
 )
+from sessions.api.views import NLX_CHANNEL
 
 EVENT_STREAM = "text/event-stream"
 _STREAM_EXAMPLE = (
@@ -68,8 +69,9 @@ EVENT_STREAM_SCHEMA = {
 
 
 def _header(name: str, description: str, *, required: bool = False, **kwargs: Any) -> OpenApiParameter:
+    kwargs.setdefault("type", OpenApiTypes.STR)
     return OpenApiParameter(
-        name, OpenApiTypes.STR, OpenApiParameter.HEADER, required=required, description=description, **kwargs
+        name, location=OpenApiParameter.HEADER, required=required, description=description, **kwargs
     )
 
 
@@ -77,8 +79,8 @@ def _query(name: str, kind: Any, description: str, **kwargs: Any) -> OpenApiPara
     return OpenApiParameter(name, kind, OpenApiParameter.QUERY, description=description, **kwargs)
 
 
-def _path(name: str, description: str) -> OpenApiParameter:
-    return OpenApiParameter(name, OpenApiTypes.STR, OpenApiParameter.PATH, description=description)
+def _path(name: str, description: str, **kwargs: Any) -> OpenApiParameter:
+    return OpenApiParameter(name, OpenApiTypes.STR, OpenApiParameter.PATH, description=description, **kwargs)
 
 
 _CHAT_HEADERS = (
@@ -86,6 +88,7 @@ _CHAT_HEADERS = (
         "Idempotency-Key",
         "Makes the request safe to repeat: a resend with the same key answers with the same turn "
         "instead of running it again (1-255 characters). Reusing a key for a different request is 409.",
+        type={"type": "string", "minLength": 1, "maxLength": 255},
     ),
     _header("X-Session-Id", "The session the turn was stored in.", response=[200]),
     _header("X-Turn-Id", "The turn: follow it with GET /v1/turns/{turn_id}/events.", response=[200]),
@@ -182,20 +185,35 @@ def _chat(operation_id: str, summary: str, description: str, parameters: tuple =
 
 
 _SESSION_LIST_PARAMETERS = (
-    _query("limit", OpenApiTypes.INT, "Page size, 1-100 (default 20)."),
+    _query(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": 100},
+        "Page size, 1-100 (default 20).",
+        default=20,
+    ),
     _query("after", OpenApiTypes.STR, "A session id: the page after it (the previous page's `last_id`)."),
-    _query("agent", OpenApiTypes.STR, "Only sessions of this agent (slug)."),
-    _query("user", OpenApiTypes.STR, "Only sessions of this end user (the requests' `user` field)."),
+    _query("agent", OpenApiTypes.STR, "Only sessions of this agent (slug).", allow_blank=False),
+    _query(
+        "user",
+        OpenApiTypes.STR,
+        "Only sessions of this end user (the requests' `user` field).",
+        allow_blank=False,
+    ),
     OpenApiParameter(
         "metadata",
-        {"type": "object", "additionalProperties": {"type": "string"}},
+        {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "propertyNames": {"minLength": 1, "maxLength": 64},
+            "maxProperties": 16,
+        },
         OpenApiParameter.QUERY,
         style="deepObject",
         explode=True,
         description="`metadata[key]=value`: only sessions whose metadata has these values (up to 16).",
     ),
-    _query("created_after", OpenApiTypes.STR, "Unix seconds or ISO 8601; exclusive."),
-    _query("created_before", OpenApiTypes.STR, "Unix seconds or ISO 8601; exclusive."),
+    _query("created_after", OpenApiTypes.STR, "Unix seconds or ISO 8601; exclusive.", allow_blank=False),
+    _query("created_before", OpenApiTypes.STR, "Unix seconds or ISO 8601; exclusive.", allow_blank=False),
 )
 
 _USAGE_PARAMETERS = (
@@ -206,7 +224,11 @@ _USAGE_PARAMETERS = (
 
 _TURN_EVENT_PARAMETERS = (
     _TURN_ID,
-    _header("Last-Event-ID", "Replay the events after this one (the `id:` of the last event received)."),
+    _header(
+        "Last-Event-ID",
+        "Replay the events after this one (the `id:` of the last event received).",
+        type={"type": "string", "pattern": "^[0-9]*$"},
+    ),
     _query("include_usage", OpenApiTypes.BOOL, "Add the final chunk with `usage`."),
     _query("include_tool_steps", OpenApiTypes.BOOL, "Add the server-side tool steps."),
 )
@@ -222,7 +244,11 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         NLX_DESCRIPTION,
         (
             _path("deployment", "The agent's slug."),
-            _path("channel", "A channel ending in a language code, like `web-en-US`."),
+            _path(
+                "channel",
+                "A channel ending in a language code, like `web-en-US`.",
+                pattern=NLX_CHANNEL.pattern,
+            ),
         ),
     ),
     ("models", "GET"): Operation("listModels", "List models", "Models", {200: ModelListSerializer}),
@@ -315,7 +341,11 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     # Turns.
     ("turn-detail", "GET"): Operation(
-        "retrieveTurn", "Retrieve a turn", "Turns", {200: TurnSerializer}, parameters=(_TURN_ID,)
+        "retrieveTurn",
+        "Retrieve a turn",
+        "Turns",
+        {200: TurnSerializer},
+        parameters=(_TURN_ID,),
     ),
     ("turn-events", "GET"): Operation(
         "streamTurnEvents",

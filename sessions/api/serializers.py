@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.validators import RegexValidator
 from rest_framework import serializers
 
 from config.errors import InvalidRequest, validation_error
@@ -23,6 +24,8 @@ from sessions.ids import SESSION_ID_PATTERN
 from sessions.turns import TurnRequest
 
 FUNCTION_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+# A logit_bias key: a token id, in ASCII digits (str.isdigit would let "²" through).
+TOKEN_ID = re.compile(r"-?[0-9]+")
 PART_TYPES_BY_ROLE = {
     "system": {"text"},
     "developer": {"text"},
@@ -33,10 +36,10 @@ PART_TYPES_BY_ROLE = {
 _PART_PAYLOAD = {"text": str, "refusal": str, "image_url": dict, "input_audio": dict, "file": dict}
 
 
-def _function_name(value: str) -> str:
-    if not FUNCTION_NAME.match(value):
-        raise serializers.ValidationError("Must be 1-64 characters of a-z, A-Z, 0-9, underscores and dashes.")
-    return value
+# A validator drf-spectacular reads: the schema gets the pattern.
+_function_name = RegexValidator(
+    FUNCTION_NAME, "Must be 1-64 characters of a-z, A-Z, 0-9, underscores and dashes."
+)
 
 
 class ContentField(serializers.Field):
@@ -283,7 +286,7 @@ class ChatCompletionRequestSerializer(serializers.Serializer):
 
     def validate_logit_bias(self, value: dict | None) -> dict | None:
         for token in value or {}:
-            if not token.lstrip("-").isdigit():
+            if not TOKEN_ID.fullmatch(token):
                 raise serializers.ValidationError({token: ["Keys must be token ids (integers)."]})
         return value
 
