@@ -244,6 +244,36 @@ def test_the_error_envelope_is_one_component_that_every_error_answer_uses(schema
         assert expected <= set(responses), (path, method, expected - set(responses))
 
 
+def test_links_lead_from_an_answer_to_the_operations_on_what_it_names(schema: dict) -> None:
+    by_id = {operation["operationId"]: path for path, _, operation in operations(schema)}
+    linked = set()
+    for path, method, operation in operations(schema):
+        for response in operation["responses"].values():
+            for link in response.get("links", {}).values():
+                # Every path parameter of the target comes from the answer.
+                target_parameters = set(re.findall(r"{(\w+)}", by_id[link["operationId"]]))
+                assert set(link["parameters"]) == target_parameters, (path, method, link)
+                assert all(value.startswith("$response.") for value in link["parameters"].values())
+                linked.add((operation["operationId"], link["operationId"]))
+
+    assert {
+        ("createSession", "retrieveSession"),
+        ("createSession", "updateSession"),
+        ("createSession", "forkSession"),
+        ("createSession", "exportSession"),
+        ("createSession", "deleteSession"),
+        ("createApiKey", "retrieveApiKey"),
+        ("createApiKey", "revokeApiKey"),
+        ("createAgent", "retrieveAgent"),
+        ("createAgent", "updateAgent"),
+        ("createAgent", "deleteAgent"),
+        ("createChatCompletion", "retrieveTurn"),
+        ("createChatCompletion", "streamTurnEvents"),
+        ("createChatCompletion", "cancelTurn"),
+        ("createChatCompletion", "retrieveSession"),
+    } <= linked
+
+
 # --- true to the live server --------------------------------------------------------------------
 
 

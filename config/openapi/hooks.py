@@ -235,6 +235,12 @@ def _complete_operation(operation: dict[str, Any], *, name: str, path: str, meth
         response.setdefault("headers", {}).setdefault(
             "X-Request-Id", {"$ref": "#/components/headers/XRequestId"}
         )
+    documented = OPERATIONS.get((name, method.upper()))
+    for status, links in (documented.links if documented else {}).items():
+        responses[str(status)]["links"] = {
+            link_name: {"operationId": link.operation_id, "parameters": dict(link.parameters)}
+            for link_name, link in links.items()
+        }
     permission = required_permission(name, method.upper())
     if permission == PUBLIC:
         # Public: no bearer needed (a view's own scheme, like the session cookie, stays).

@@ -99,6 +99,31 @@ _SLUG = _path("slug", "The agent's slug.")
 
 
 @dataclass(frozen=True)
+class Link:
+    """An OpenAPI link: the operation to call next and where its parameters come from in this
+    answer (runtime expressions: `$response.body#/id`, `$response.header.X-Turn-Id`)."""
+
+    operation_id: str
+    parameters: dict[str, str]
+
+
+def _links(operation_ids: tuple[str, ...], parameter: str, expression: str) -> dict[str, Link]:
+    return {operation_id: Link(operation_id, {parameter: expression}) for operation_id in operation_ids}
+
+
+_SESSION_OPERATIONS = ("retrieveSession", "updateSession", "exportSession", "forkSession", "deleteSession")
+_SESSION_LINKS = _links(_SESSION_OPERATIONS, "session_id", "$response.body#/id")
+_TURN_OPERATIONS = ("retrieveTurn", "streamTurnEvents", "cancelTurn")
+_TURN_LINKS = _links(_TURN_OPERATIONS, "turn_id", "$response.body#/id")
+_AGENT_LINKS = _links(("retrieveAgent", "updateAgent", "deleteAgent"), "slug", "$response.body#/id")
+# A chat answer names its turn in a header (a stream has no JSON body) and its session in another.
+_CHAT_LINKS = {
+    **_links(_TURN_OPERATIONS, "turn_id", "$response.header.X-Turn-Id"),
+    **_links(_SESSION_OPERATIONS, "session_id", "$response.header.X-Session-Id"),
+}
+
+
+@dataclass(frozen=True)
 class Operation:
     operation_id: str
     summary: str
@@ -112,6 +137,8 @@ class Operation:
     errors: dict[int, str] = field(default_factory=dict)
     # False for a PATCH whose body is validated whole (its required fields stay required).
     partial_update: bool = True
+    # OpenAPI links, by status: what a client (or a test tool) can call next with the answer.
+    links: dict[int, dict[str, Link]] = field(default_factory=dict)
 
 
 CHAT_DESCRIPTION = """OpenAI's Chat Completions, with sessions: send a `session_id` and only the new
@@ -181,6 +208,7 @@ def _chat(operation_id: str, summary: str, description: str, parameters: tuple =
         parameters=(*parameters, *_CHAT_HEADERS),
         description=description,
         errors=_CHAT_ERRORS,
+        links={200: _CHAT_LINKS},
     )
 
 
@@ -269,6 +297,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         {201: AgentSerializer},
         request=AgentInputSerializer,
         errors={409: "An agent with this slug already exists."},
+        links={201: _AGENT_LINKS},
     ),
     ("agent-detail", "GET"): Operation(
         "retrieveAgent", "Retrieve an agent", "Agents", {200: AgentSerializer}, parameters=(_SLUG,)
@@ -281,6 +310,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         request=AgentInputSerializer,
         parameters=(_SLUG,),
         errors={409: "Another agent has this slug, or a concurrent update changed the agent."},
+        links={200: _AGENT_LINKS},
     ),
     ("agent-detail", "DELETE"): Operation(
         "deleteAgent", "Delete an agent", "Agents", {200: AgentDeletedSerializer}, parameters=(_SLUG,)
@@ -300,6 +330,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         {201: SessionSerializer},
         request=SessionCreateSerializer,
         errors={409: "A session with this id already exists."},
+        links={201: _SESSION_LINKS},
     ),
     ("session-detail", "GET"): Operation(
         "retrieveSession",
@@ -338,6 +369,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         request=SessionForkSerializer,
         parameters=(_SESSION_ID,),
         errors={409: "A session with the new id already exists."},
+        links={201: _SESSION_LINKS},
     ),
     # Turns.
     ("turn-detail", "GET"): Operation(
@@ -346,6 +378,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Turns",
         {200: TurnSerializer},
         parameters=(_TURN_ID,),
+        links={200: _TURN_LINKS},
     ),
     ("turn-events", "GET"): Operation(
         "streamTurnEvents",
@@ -365,6 +398,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         parameters=(_TURN_ID,),
         description="Stop a queued or running turn; cancelling a cancelled turn changes nothing.",
         errors={409: "The turn has already finished."},
+        links={200: _TURN_LINKS},
     ),
     # API keys.
     ("api-keys", "GET"): Operation(
@@ -382,6 +416,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         request=ApiKeyInputSerializer,
         description="The answer holds the whole key (`key`), once. A key never holds more than its "
         "creator may do; the owner and organization are set by the server, never by the body.",
+        links={201: _links(("retrieveApiKey", "revokeApiKey"), "key_id", "$response.body#/id")},
     ),
     ("api-key-detail", "GET"): Operation(
         "retrieveApiKey",
@@ -408,6 +443,11 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         {201: MemberSerializer},
         request=MemberAddSerializer,
         errors={409: "The user is already a member."},
+        links={
+            201: _links(
+                ("retrieveMember", "changeMemberRole", "removeMember"), "user_id", "$response.body#/id"
+            )
+        },
     ),
     ("member-detail", "GET"): Operation(
         "retrieveMember",
