@@ -409,7 +409,7 @@ async def turn_events(request: HttpRequest, turn_id: str) -> HttpResponse:
     require_permission(request, principal)
     turn = await db_call(_turn_or_404, principal.organization, turn_id)
     last_event_id = request.headers.get("Last-Event-ID", "0").strip() or "0"
-    if not last_event_id.isdigit():
+    if not (last_event_id.isascii() and last_event_id.isdigit()):  # "²" is a digit to isdigit, not to int
         raise InvalidRequest("Last-Event-ID must be the id of an event of this turn.", param="Last-Event-ID")
     include_usage = request.GET.get("include_usage", "false").lower() == "true"
     include_tool_steps = request.GET.get("include_tool_steps", "false").lower() == "true"
