@@ -207,7 +207,7 @@ def test_chat_completion_documents_the_request_the_session_extensions_and_stream
     completion = resolved(schema, answer["content"]["application/json"]["schema"])
     assert completion["properties"]["object"]["enum"] == ["chat.completion"]
     assert "session_id" in completion["properties"]
-    assert answer["content"]["text/event-stream"]["schema"]["type"] == "string"
+    assert answer["content"]["text/event-stream"]["schema"]["properties"]["data"]["type"] == "string"
     assert {"X-Session-Id", "X-Turn-Id", "X-Request-Id"} <= set(answer["headers"])
     assert "Idempotency-Key" in {parameter.get("name") for parameter in operation["parameters"]}
     for extension in ("agent:session", "X-Session-Id", "Idempotency-Key", "include_tool_steps", "[DONE]"):

@@ -48,23 +48,32 @@ from sessions.api.serializers import (
 from sessions.api.views import NLX_CHANNEL
 
 EVENT_STREAM = "text/event-stream"
-_STREAM_EXAMPLE = (
-    "id: 1\n"
-    'data: {"id":"chatcmpl-…","object":"chat.completion.chunk","created":1735689600,"model":"echo",'
-    '"session_id":"sess_…","turn_id":"turn_…","choices":[{"index":0,"delta":{"role":"assistant",'
-    '"content":""},"logprobs":null,"finish_reason":null}]}\n\n'
-    "id: 2\n"
-    'data: {"id":"chatcmpl-…","object":"chat.completion.chunk",…,"choices":[{"index":0,'
-    '"delta":{"content":"Hello"},"logprobs":null,"finish_reason":"stop"}]}\n\n'
-    "id: 3\n"
-    "data: [DONE]\n\n"
-)
+# OpenAPI before 3.2 describes a `text/event-stream` answer event by event (3.2 has `itemSchema`).
 EVENT_STREAM_SCHEMA = {
-    "type": "string",
-    "description": "Server-Sent Events: `data: {ChatCompletionChunk}` events, each with an `id:`, then "
-    "`data: [DONE]`; a failure ends the stream with `data: {ErrorResponse}` instead. Comment lines "
-    "(`: keep-alive`) keep idle connections open.",
-    "example": _STREAM_EXAMPLE,
+    "type": "object",
+    "description": "One Server-Sent Event. A stream is `data: {ChatCompletionChunk}` events, each with "
+    "an `id:`, then `data: [DONE]`; a failure ends it with `data: {ErrorResponse}` instead. Comment "
+    "lines (`: keep-alive`) keep idle connections open.",
+    "properties": {
+        "id": {
+            "type": "string",
+            "pattern": "^[0-9]+$",
+            "description": "The event's number in the turn: send the last one received as "
+            "`Last-Event-ID` to resume after it.",
+        },
+        "event": {"type": "string"},
+        "data": {
+            "type": "string",
+            "description": "A `ChatCompletionChunk` or an `ErrorResponse` as JSON, or `[DONE]`.",
+        },
+    },
+    "required": ["id", "data"],
+    "example": {
+        "id": "2",
+        "data": '{"id":"chatcmpl-…","object":"chat.completion.chunk","created":1735689600,"model":"echo",'
+        '"session_id":"sess_…","turn_id":"turn_…","choices":[{"index":0,"delta":{"content":"Hello"},'
+        '"logprobs":null,"finish_reason":"stop"}]}',
+    },
 }
 
 

@@ -24,8 +24,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from agents.api.serializers import READ_ONLY_NAMES
+from agents.backends import BACKENDS
 from config.health import healthz, readyz
 from config.openapi.operations import OPERATIONS, Operation
+from sessions.api.serializers import _METADATA_KEY_LENGTH, _METADATA_MAX_KEYS, PART_TYPES_BY_ROLE
 from sessions.api.views import chat_completions, nlx_chat_completions, turn_events
 
 BEARER = "bearerAuth"
@@ -261,8 +264,6 @@ class MessageSchema(OpenApiSerializerExtension):
     target_class = "sessions.api.serializers.MessageSerializer"
 
     def map_serializer(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
-        from sessions.api.serializers import PART_TYPES_BY_ROLE
-
         schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
         part_types = {**PART_TYPES_BY_ROLE, "function": PART_TYPES_BY_ROLE["tool"]}
         schema["oneOf"] = [_message_role(role, sorted(types)) for role, types in part_types.items()]
@@ -286,6 +287,13 @@ def _message_role(role: str, part_types: list[str]) -> dict[str, Any]:
     return branch
 
 
+# top_logprobs (not null) needs logprobs to be true.
+TOP_LOGPROBS_NEED_LOGPROBS = {
+    "if": {"required": ["top_logprobs"], "properties": {"top_logprobs": {"type": "integer"}}},
+    "then": {"required": ["logprobs"], "properties": {"logprobs": {"const": True}}},
+}
+
+
 class ChatCompletionRequestSchema(OpenApiSerializerExtension):
     """The chat request, with the rules of ChatCompletionRequestSerializer.validate that JSON
     Schema can state. Those it cannot: `tool_choice` naming a function must name one of `tools`,
@@ -299,11 +307,7 @@ class ChatCompletionRequestSchema(OpenApiSerializerExtension):
         schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
         non_empty = {"type": "array", "minItems": 1}
         schema["allOf"] = [
-            # top_logprobs needs logprobs to be true.
-            {
-                "if": {"required": ["top_logprobs"], "properties": {"top_logprobs": {"type": "integer"}}},
-                "then": {"required": ["logprobs"], "properties": {"logprobs": {"const": True}}},
-            },
+            TOP_LOGPROBS_NEED_LOGPROBS,
             # stream_options is only allowed when stream is not false.
             {
                 "if": {"required": ["stream_options"], "properties": {"stream_options": {"type": "object"}}},
@@ -410,8 +414,6 @@ class MetadataFieldSchema(OpenApiSerializerFieldExtension):
     target_class = "sessions.api.serializers.MetadataField"
 
     def map_serializer_field(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
-        from sessions.api.serializers import _METADATA_KEY_LENGTH, _METADATA_MAX_KEYS
-
         schema = auto_schema._map_serializer_field(self.target, direction, bypass_extensions=True)
         return {
             **schema,
@@ -443,14 +445,31 @@ class ClosedObjectSchema(OpenApiSerializerExtension):
         return schema
 
 
-class ClosedAgentInputSchema(ClosedObjectSchema):
+class AgentInputSchema(ClosedObjectSchema):
+    """An agent: its backend one of the registry's (agents/backends); its `backend_config` is
+    checked by that backend."""
+
     target_class = "agents.api.serializers.AgentInputSerializer"
     match_subclasses = False
 
     def ignored_fields(self) -> frozenset[str]:
-        from agents.api.serializers import READ_ONLY_NAMES
-
         return READ_ONLY_NAMES
+
+    def map_serializer(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
+        schema = super().map_serializer(auto_schema, direction)
+        schema["properties"]["backend"]["enum"] = list(BACKENDS)
+        return schema
+
+
+class DefaultParamsSchema(OpenApiSerializerExtension):
+    """An agent's default chat parameters, with the chat request's rule that a default can break."""
+
+    target_class = "agents.api.serializers.DefaultParamsSerializer"
+
+    def map_serializer(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        schema["allOf"] = [TOP_LOGPROBS_NEED_LOGPROBS]
+        return schema
 
 
 class ClosedApiKeyInputSchema(ClosedObjectSchema):
