@@ -6,12 +6,20 @@ import redis
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_safe
 
 
+# GET and HEAD only: any other method is 405 with an `Allow` header, as for every endpoint (not
+# a CSRF refusal first: nothing here changes state).
+@csrf_exempt
+@require_safe
 def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
+@csrf_exempt
+@require_safe
 def readyz(request: HttpRequest) -> JsonResponse:
     checks = {"database": _check_database()}
     if settings.REDIS_URL:

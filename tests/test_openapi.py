@@ -199,7 +199,7 @@ def test_chat_completion_documents_the_request_the_session_extensions_and_stream
         "response_format",
     } <= set(request["properties"])
     assert "agent:session" in request["properties"]["model"]["description"]
-    stream_options = resolved(schema, request["properties"]["stream_options"]["allOf"][0])
+    stream_options = resolved(schema, request["properties"]["stream_options"]["oneOf"][0])  # or null
     assert {"include_usage", "include_tool_steps"} <= set(stream_options["properties"])
 
     answer = operation["responses"]["200"]
@@ -207,7 +207,7 @@ def test_chat_completion_documents_the_request_the_session_extensions_and_stream
     completion = resolved(schema, answer["content"]["application/json"]["schema"])
     assert completion["properties"]["object"]["enum"] == ["chat.completion"]
     assert "session_id" in completion["properties"]
-    assert answer["content"]["text/event-stream"]["schema"]["type"] == "string"
+    assert answer["content"]["text/event-stream"]["schema"]["properties"]["data"]["type"] == "string"
     assert {"X-Session-Id", "X-Turn-Id", "X-Request-Id"} <= set(answer["headers"])
     assert "Idempotency-Key" in {parameter.get("name") for parameter in operation["parameters"]}
     for extension in ("agent:session", "X-Session-Id", "Idempotency-Key", "include_tool_steps", "[DONE]"):
@@ -242,6 +242,36 @@ def test_the_error_envelope_is_one_component_that_every_error_answer_uses(schema
         if "{" in path:
             expected.add("404")
         assert expected <= set(responses), (path, method, expected - set(responses))
+
+
+def test_links_lead_from_an_answer_to_the_operations_on_what_it_names(schema: dict) -> None:
+    by_id = {operation["operationId"]: path for path, _, operation in operations(schema)}
+    linked = set()
+    for path, method, operation in operations(schema):
+        for response in operation["responses"].values():
+            for link in response.get("links", {}).values():
+                # Every path parameter of the target comes from the answer.
+                target_parameters = set(re.findall(r"{(\w+)}", by_id[link["operationId"]]))
+                assert set(link["parameters"]) == target_parameters, (path, method, link)
+                assert all(value.startswith("$response.") for value in link["parameters"].values())
+                linked.add((operation["operationId"], link["operationId"]))
+
+    assert {
+        ("createSession", "retrieveSession"),
+        ("createSession", "updateSession"),
+        ("createSession", "forkSession"),
+        ("createSession", "exportSession"),
+        ("createSession", "deleteSession"),
+        ("createApiKey", "retrieveApiKey"),
+        ("createApiKey", "revokeApiKey"),
+        ("createAgent", "retrieveAgent"),
+        ("createAgent", "updateAgent"),
+        ("createAgent", "deleteAgent"),
+        ("createChatCompletion", "retrieveTurn"),
+        ("createChatCompletion", "streamTurnEvents"),
+        ("createChatCompletion", "cancelTurn"),
+        ("createChatCompletion", "retrieveSession"),
+    } <= linked
 
 
 # --- true to the live server --------------------------------------------------------------------

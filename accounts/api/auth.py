@@ -31,17 +31,18 @@ from config.errors import AuthenticationFailed, PermissionDenied
 from config.inputs import JsonBodyParser
 
 
+# Nothing is trimmed: "" is refused and " " is just wrong credentials, as the schema says.
 class CredentialsInput(serializers.Serializer):
-    username = serializers.CharField(max_length=150)
+    username = serializers.CharField(max_length=150, trim_whitespace=False)
     password = serializers.CharField(max_length=4096, trim_whitespace=False)
 
 
 class RefreshInput(serializers.Serializer):
-    refresh = serializers.CharField(max_length=4096)
+    refresh = serializers.CharField(max_length=4096, trim_whitespace=False)
 
 
 class TokenInput(serializers.Serializer):
-    token = serializers.CharField(max_length=4096)
+    token = serializers.CharField(max_length=4096, trim_whitespace=False)
 
 
 def _pair_response(pair: TokenPair) -> Response:

@@ -11,6 +11,7 @@ from typing import Any
 from accounts.permissions import KEY_SCOPES, PUBLIC, ROLE_PERMISSIONS, required_permission
 from config.openapi.operations import OPERATIONS
 from config.openapi.schema import BEARER, canonical_paths, route_names
+from sessions.api.serializers import TOKEN_ID
 
 ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
 
@@ -86,8 +87,8 @@ ERROR_SCHEMAS: dict[str, Any] = {
                 "description": "`invalid_request_error`, `authentication_error`, `permission_error`, "
                 "`rate_limit_error`, `insufficient_quota`, `server_error`, `timeout_error`.",
             },
-            "param": {"type": "string", "nullable": True, "description": "The field at fault."},
-            "code": {"type": "string", "nullable": True, "description": "A stable, machine-readable code."},
+            "param": {"type": ["string", "null"], "description": "The field at fault."},
+            "code": {"type": ["string", "null"], "description": "A stable, machine-readable code."},
         },
         "required": ["message", "type", "param", "code"],
     },
@@ -114,7 +115,7 @@ ERROR_SCHEMAS: dict[str, Any] = {
             "created": {"type": "integer"},
             "model": {"type": "string"},
             "system_fingerprint": {"type": "string"},
-            "session_id": {"type": "string", "nullable": True},
+            "session_id": {"type": ["string", "null"]},
             "turn_id": {"type": "string"},
             "choices": {
                 "type": "array",
@@ -129,8 +130,8 @@ ERROR_SCHEMAS: dict[str, Any] = {
                             "fragments (`index`, `id`, `function.name`, `function.arguments`).",
                             "additionalProperties": {},
                         },
-                        "logprobs": {"type": "object", "nullable": True, "additionalProperties": {}},
-                        "finish_reason": {"type": "string", "nullable": True},
+                        "logprobs": {"type": ["object", "null"], "additionalProperties": {}},
+                        "finish_reason": {"type": ["string", "null"]},
                     },
                 },
             },
@@ -195,6 +196,12 @@ FIELD_DESCRIPTIONS: dict[str, dict[str, str]] = {
     },
 }
 SESSION_ID_PATTERN = "^[A-Za-z0-9._:-]{1,128}$"
+SESSION_ID_FIELDS = {
+    "ChatCompletionRequest": ("session_id", "conversation_id", "thread_id", "conversation"),
+    "ConversationObject": ("id",),
+    "SessionCreate": ("id",),
+    "SessionFork": ("id",),
+}
 # What never fails for want of credentials or objects.
 _NO_ERRORS = frozenset({"openapi-schema", "docs", "healthz", "readyz"})
 
@@ -229,6 +236,12 @@ def _complete_operation(operation: dict[str, Any], *, name: str, path: str, meth
         response.setdefault("headers", {}).setdefault(
             "X-Request-Id", {"$ref": "#/components/headers/XRequestId"}
         )
+    documented = OPERATIONS.get((name, method.upper()))
+    for status, links in (documented.links if documented else {}).items():
+        responses[str(status)]["links"] = {
+            link_name: {"operationId": link.operation_id, "parameters": dict(link.parameters)}
+            for link_name, link in links.items()
+        }
     permission = required_permission(name, method.upper())
     if permission == PUBLIC:
         # Public: no bearer needed (a view's own scheme, like the session cookie, stays).
@@ -252,10 +265,18 @@ def _describe_fields(schemas: dict[str, Any]) -> None:
         for name, description in descriptions.items():
             if name in properties:
                 properties[name].setdefault("description", description)
-    request = schemas.get("ChatCompletionRequest", {}).get("properties", {})
-    for name in ("session_id", "conversation_id", "thread_id"):
-        if request.get(name, {}).get("type") == "string":
-            request[name]["pattern"] = SESSION_ID_PATTERN
+    # Session ids are checked by a function (serializers._session_id), which drf-spectacular cannot read.
+    for component, names in SESSION_ID_FIELDS.items():
+        properties = schemas.get(component, {}).get("properties", {})
+        for name in names:
+            for option in [properties.get(name, {}), *properties.get(name, {}).get("oneOf", [])]:
+                if "string" in option.get("type", ()):
+                    option["pattern"] = SESSION_ID_PATTERN
+    # So are logit_bias's keys (validate_logit_bias).
+    for component in ("ChatCompletionRequest", "DefaultParams"):
+        logit_bias = schemas.get(component, {}).get("properties", {}).get("logit_bias")
+        if logit_bias is not None:
+            logit_bias["propertyNames"] = {"pattern": f"^{TOKEN_ID.pattern}$"}
 
 
 def _error_statuses(operation: dict[str, Any], *, name: str, path: str, method: str) -> dict[int, str]:

@@ -45,31 +45,42 @@ from sessions.api.serializers import (
     SessionForkSerializer,
     SessionUpdateSerializer,
 )
+from sessions.api.views import NLX_CHANNEL
 
 EVENT_STREAM = "text/event-stream"
-_STREAM_EXAMPLE = (
-    "id: 1\n"
-    'data: {"id":"chatcmpl-…","object":"chat.completion.chunk","created":1735689600,"model":"echo",'
-    '"session_id":"sess_…","turn_id":"turn_…","choices":[{"index":0,"delta":{"role":"assistant",'
-    '"content":""},"logprobs":null,"finish_reason":null}]}\n\n'
-    "id: 2\n"
-    'data: {"id":"chatcmpl-…","object":"chat.completion.chunk",…,"choices":[{"index":0,'
-    '"delta":{"content":"Hello"},"logprobs":null,"finish_reason":"stop"}]}\n\n'
-    "id: 3\n"
-    "data: [DONE]\n\n"
-)
+# OpenAPI before 3.2 describes a `text/event-stream` answer event by event (3.2 has `itemSchema`).
 EVENT_STREAM_SCHEMA = {
-    "type": "string",
-    "description": "Server-Sent Events: `data: {ChatCompletionChunk}` events, each with an `id:`, then "
-    "`data: [DONE]`; a failure ends the stream with `data: {ErrorResponse}` instead. Comment lines "
-    "(`: keep-alive`) keep idle connections open.",
-    "example": _STREAM_EXAMPLE,
+    "type": "object",
+    "description": "One Server-Sent Event. A stream is `data: {ChatCompletionChunk}` events, each with "
+    "an `id:`, then `data: [DONE]`; a failure ends it with `data: {ErrorResponse}` instead. Comment "
+    "lines (`: keep-alive`) keep idle connections open.",
+    "properties": {
+        "id": {
+            "type": "string",
+            "pattern": "^[0-9]+$",
+            "description": "The event's number in the turn: send the last one received as "
+            "`Last-Event-ID` to resume after it.",
+        },
+        "event": {"type": "string"},
+        "data": {
+            "type": "string",
+            "description": "A `ChatCompletionChunk` or an `ErrorResponse` as JSON, or `[DONE]`.",
+        },
+    },
+    "required": ["id", "data"],
+    "example": {
+        "id": "2",
+        "data": '{"id":"chatcmpl-…","object":"chat.completion.chunk","created":1735689600,"model":"echo",'
+        '"session_id":"sess_…","turn_id":"turn_…","choices":[{"index":0,"delta":{"content":"Hello"},'
+        '"logprobs":null,"finish_reason":"stop"}]}',
+    },
 }
 
 
 def _header(name: str, description: str, *, required: bool = False, **kwargs: Any) -> OpenApiParameter:
+    kwargs.setdefault("type", OpenApiTypes.STR)
     return OpenApiParameter(
-        name, OpenApiTypes.STR, OpenApiParameter.HEADER, required=required, description=description, **kwargs
+        name, location=OpenApiParameter.HEADER, required=required, description=description, **kwargs
     )
 
 
@@ -77,8 +88,8 @@ def _query(name: str, kind: Any, description: str, **kwargs: Any) -> OpenApiPara
     return OpenApiParameter(name, kind, OpenApiParameter.QUERY, description=description, **kwargs)
 
 
-def _path(name: str, description: str) -> OpenApiParameter:
-    return OpenApiParameter(name, OpenApiTypes.STR, OpenApiParameter.PATH, description=description)
+def _path(name: str, description: str, **kwargs: Any) -> OpenApiParameter:
+    return OpenApiParameter(name, OpenApiTypes.STR, OpenApiParameter.PATH, description=description, **kwargs)
 
 
 _CHAT_HEADERS = (
@@ -86,6 +97,7 @@ _CHAT_HEADERS = (
         "Idempotency-Key",
         "Makes the request safe to repeat: a resend with the same key answers with the same turn "
         "instead of running it again (1-255 characters). Reusing a key for a different request is 409.",
+        type={"type": "string", "minLength": 1, "maxLength": 255},
     ),
     _header("X-Session-Id", "The session the turn was stored in.", response=[200]),
     _header("X-Turn-Id", "The turn: follow it with GET /v1/turns/{turn_id}/events.", response=[200]),
@@ -93,6 +105,31 @@ _CHAT_HEADERS = (
 _SESSION_ID = _path("session_id", "The session's id.")
 _TURN_ID = _path("turn_id", "The turn's id (`turn_…`; the `X-Turn-Id` header of the chat answer).")
 _SLUG = _path("slug", "The agent's slug.")
+
+
+@dataclass(frozen=True)
+class Link:
+    """An OpenAPI link: the operation to call next and where its parameters come from in this
+    answer (runtime expressions: `$response.body#/id`, `$response.header.X-Turn-Id`)."""
+
+    operation_id: str
+    parameters: dict[str, str]
+
+
+def _links(operation_ids: tuple[str, ...], parameter: str, expression: str) -> dict[str, Link]:
+    return {operation_id: Link(operation_id, {parameter: expression}) for operation_id in operation_ids}
+
+
+_SESSION_OPERATIONS = ("retrieveSession", "updateSession", "exportSession", "forkSession", "deleteSession")
+_SESSION_LINKS = _links(_SESSION_OPERATIONS, "session_id", "$response.body#/id")
+_TURN_OPERATIONS = ("retrieveTurn", "streamTurnEvents", "cancelTurn")
+_TURN_LINKS = _links(_TURN_OPERATIONS, "turn_id", "$response.body#/id")
+_AGENT_LINKS = _links(("retrieveAgent", "updateAgent", "deleteAgent"), "slug", "$response.body#/id")
+# A chat answer names its turn in a header (a stream has no JSON body) and its session in another.
+_CHAT_LINKS = {
+    **_links(_TURN_OPERATIONS, "turn_id", "$response.header.X-Turn-Id"),
+    **_links(_SESSION_OPERATIONS, "session_id", "$response.header.X-Session-Id"),
+}
 
 
 @dataclass(frozen=True)
@@ -109,6 +146,8 @@ class Operation:
     errors: dict[int, str] = field(default_factory=dict)
     # False for a PATCH whose body is validated whole (its required fields stay required).
     partial_update: bool = True
+    # OpenAPI links, by status: what a client (or a test tool) can call next with the answer.
+    links: dict[int, dict[str, Link]] = field(default_factory=dict)
 
 
 CHAT_DESCRIPTION = """OpenAI's Chat Completions, with sessions: send a `session_id` and only the new
@@ -179,24 +218,40 @@ def _chat(operation_id: str, summary: str, description: str, parameters: tuple =
         parameters=(*parameters, *_CHAT_HEADERS),
         description=description,
         errors=_CHAT_ERRORS,
+        links={200: _CHAT_LINKS},
     )
 
 
 _SESSION_LIST_PARAMETERS = (
-    _query("limit", OpenApiTypes.INT, "Page size, 1-100 (default 20)."),
+    _query(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": 100},
+        "Page size, 1-100 (default 20).",
+        default=20,
+    ),
     _query("after", OpenApiTypes.STR, "A session id: the page after it (the previous page's `last_id`)."),
-    _query("agent", OpenApiTypes.STR, "Only sessions of this agent (slug)."),
-    _query("user", OpenApiTypes.STR, "Only sessions of this end user (the requests' `user` field)."),
+    _query("agent", OpenApiTypes.STR, "Only sessions of this agent (slug).", allow_blank=False),
+    _query(
+        "user",
+        OpenApiTypes.STR,
+        "Only sessions of this end user (the requests' `user` field).",
+        allow_blank=False,
+    ),
     OpenApiParameter(
         "metadata",
-        {"type": "object", "additionalProperties": {"type": "string"}},
+        {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "propertyNames": {"minLength": 1, "maxLength": 64},
+            "maxProperties": 16,
+        },
         OpenApiParameter.QUERY,
         style="deepObject",
         explode=True,
         description="`metadata[key]=value`: only sessions whose metadata has these values (up to 16).",
     ),
-    _query("created_after", OpenApiTypes.STR, "Unix seconds or ISO 8601; exclusive."),
-    _query("created_before", OpenApiTypes.STR, "Unix seconds or ISO 8601; exclusive."),
+    _query("created_after", OpenApiTypes.STR, "Unix seconds or ISO 8601; exclusive.", allow_blank=False),
+    _query("created_before", OpenApiTypes.STR, "Unix seconds or ISO 8601; exclusive.", allow_blank=False),
 )
 
 _USAGE_PARAMETERS = (
@@ -207,7 +262,11 @@ _USAGE_PARAMETERS = (
 
 _TURN_EVENT_PARAMETERS = (
     _TURN_ID,
-    _header("Last-Event-ID", "Replay the events after this one (the `id:` of the last event received)."),
+    _header(
+        "Last-Event-ID",
+        "Replay the events after this one (the `id:` of the last event received).",
+        type={"type": "string", "pattern": "^[0-9]*$"},
+    ),
     _query("include_usage", OpenApiTypes.BOOL, "Add the final chunk with `usage`."),
     _query("include_tool_steps", OpenApiTypes.BOOL, "Add the server-side tool steps."),
 )
@@ -223,7 +282,11 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         NLX_DESCRIPTION,
         (
             _path("deployment", "The agent's slug."),
-            _path("channel", "A channel ending in a language code, like `web-en-US`."),
+            _path(
+                "channel",
+                "A channel ending in a language code, like `web-en-US`.",
+                pattern=NLX_CHANNEL.pattern,
+            ),
         ),
     ),
     ("models", "GET"): Operation("listModels", "List models", "Models", {200: ModelListSerializer}),
@@ -244,6 +307,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         {201: AgentSerializer},
         request=AgentInputSerializer,
         errors={409: "An agent with this slug already exists."},
+        links={201: _AGENT_LINKS},
     ),
     ("agent-detail", "GET"): Operation(
         "retrieveAgent", "Retrieve an agent", "Agents", {200: AgentSerializer}, parameters=(_SLUG,)
@@ -256,6 +320,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         request=AgentInputSerializer,
         parameters=(_SLUG,),
         errors={409: "Another agent has this slug, or a concurrent update changed the agent."},
+        links={200: _AGENT_LINKS},
     ),
     ("agent-detail", "DELETE"): Operation(
         "deleteAgent", "Delete an agent", "Agents", {200: AgentDeletedSerializer}, parameters=(_SLUG,)
@@ -275,6 +340,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         {201: SessionSerializer},
         request=SessionCreateSerializer,
         errors={409: "A session with this id already exists."},
+        links={201: _SESSION_LINKS},
     ),
     ("session-detail", "GET"): Operation(
         "retrieveSession",
@@ -313,10 +379,16 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         request=SessionForkSerializer,
         parameters=(_SESSION_ID,),
         errors={409: "A session with the new id already exists."},
+        links={201: _SESSION_LINKS},
     ),
     # Turns.
     ("turn-detail", "GET"): Operation(
-        "retrieveTurn", "Retrieve a turn", "Turns", {200: TurnSerializer}, parameters=(_TURN_ID,)
+        "retrieveTurn",
+        "Retrieve a turn",
+        "Turns",
+        {200: TurnSerializer},
+        parameters=(_TURN_ID,),
+        links={200: _TURN_LINKS},
     ),
     ("turn-events", "GET"): Operation(
         "streamTurnEvents",
@@ -336,6 +408,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         parameters=(_TURN_ID,),
         description="Stop a queued or running turn; cancelling a cancelled turn changes nothing.",
         errors={409: "The turn has already finished."},
+        links={200: _TURN_LINKS},
     ),
     # API keys.
     ("api-keys", "GET"): Operation(
@@ -353,6 +426,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         request=ApiKeyInputSerializer,
         description="The answer holds the whole key (`key`), once. A key never holds more than its "
         "creator may do; the owner and organization are set by the server, never by the body.",
+        links={201: _links(("retrieveApiKey", "revokeApiKey"), "key_id", "$response.body#/id")},
     ),
     ("api-key-detail", "GET"): Operation(
         "retrieveApiKey",
@@ -379,6 +453,11 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         {201: MemberSerializer},
         request=MemberAddSerializer,
         errors={409: "The user is already a member."},
+        links={
+            201: _links(
+                ("retrieveMember", "changeMemberRole", "removeMember"), "user_id", "$response.body#/id"
+            )
+        },
     ),
     ("member-detail", "GET"): Operation(
         "retrieveMember",

@@ -48,8 +48,8 @@ def _nullable_int(help_text: str = "") -> serializers.IntegerField:
 
 class ChatCompletionMessageSerializer(serializers.Serializer):
     role = Constant("assistant")
-    content = serializers.CharField(allow_null=True)
-    refusal = serializers.CharField(allow_null=True)
+    content = serializers.CharField(allow_null=True, allow_blank=True)
+    refusal = serializers.CharField(allow_null=True, allow_blank=True)
     annotations = serializers.ListField(child=serializers.DictField())
     tool_calls = ToolCallSerializer(
         many=True, required=False, help_text="The functions the model calls; `finish_reason` is `tool_calls`."
@@ -166,8 +166,10 @@ class SessionSerializer(serializers.Serializer):
     object = Constant("session")
     agent = serializers.CharField(allow_null=True)
     title = serializers.CharField(allow_blank=True)
-    metadata = serializers.DictField(child=serializers.CharField())
-    user = serializers.CharField(allow_null=True, help_text="The end user: the `user` field of requests.")
+    metadata = serializers.DictField(child=serializers.CharField(allow_blank=True))
+    user = serializers.CharField(
+        allow_null=True, allow_blank=True, help_text="The end user: the `user` field of requests."
+    )
     message_count = serializers.IntegerField()
     created = _timestamp()
     updated = _timestamp()

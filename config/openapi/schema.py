@@ -12,15 +12,23 @@ import re
 from typing import Any
 
 from django.urls import URLPattern, URLResolver
-from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerFieldExtension
+from drf_spectacular.extensions import (
+    OpenApiAuthenticationExtension,
+    OpenApiSerializerExtension,
+    OpenApiSerializerFieldExtension,
+)
 from drf_spectacular.generators import EndpointEnumerator, SchemaGenerator
 from drf_spectacular.openapi import AutoSchema
+from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from agents.api.serializers import READ_ONLY_NAMES
+from agents.backends import BACKENDS
 from config.health import healthz, readyz
 from config.openapi.operations import OPERATIONS, Operation
+from sessions.api.serializers import _METADATA_KEY_LENGTH, _METADATA_MAX_KEYS, PART_TYPES_BY_ROLE
 from sessions.api.views import chat_completions, nlx_chat_completions, turn_events
 
 BEARER = "bearerAuth"
@@ -176,6 +184,17 @@ class ParleyAutoSchema(AutoSchema):
         finally:
             self.method = "PATCH"
 
+    def _insert_field_validators(self, field: Any, schema: dict[str, Any]) -> None:
+        super()._insert_field_validators(field, schema)
+        # drf-spectacular reads the length limits of a ListField, not of a nested `many=True` one.
+        if isinstance(field, serializers.ListSerializer):
+            if not field.allow_empty:
+                schema["minItems"] = max(schema.get("minItems", 0), 1)
+            if field.min_length is not None:
+                schema["minItems"] = max(schema.get("minItems", 0), field.min_length)
+            if field.max_length is not None:
+                schema["maxItems"] = field.max_length
+
     def _get_request_body(self, direction: str = "request") -> Any:
         operation = self._operation()
         if operation is not None and operation.request is None:
@@ -204,29 +223,130 @@ class ContentFieldSchema(OpenApiSerializerFieldExtension):
     target_class = "sessions.api.serializers.ContentField"
 
     def map_serializer_field(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
+        # Each part carries the payload its `type` names, as serializers.ContentField checks.
+        payloads = {
+            "text": {"type": "string"},
+            "image_url": {
+                "type": "object",
+                "properties": {"url": {"type": "string"}},
+                "required": ["url"],
+                "description": "`url` (an http(s) or data URL) and, optionally, `detail`.",
+            },
+            "input_audio": {"type": "object", "additionalProperties": {}},
+            "file": {"type": "object", "additionalProperties": {}},
+            "refusal": {"type": "string"},
+        }
         part = {
-            "type": "object",
             "description": "A content part: `text` (any role), `image_url`, `input_audio` and `file` "
             "(user), `refusal` (assistant).",
-            "properties": {
-                "type": {"type": "string", "enum": ["text", "image_url", "input_audio", "file", "refusal"]},
-                "text": {"type": "string"},
-                "image_url": {
+            "oneOf": [
+                {
                     "type": "object",
-                    "properties": {"url": {"type": "string"}, "detail": {"type": "string"}},
-                    "required": ["url"],
-                },
-                "input_audio": {"type": "object", "additionalProperties": {}},
-                "file": {"type": "object", "additionalProperties": {}},
-                "refusal": {"type": "string"},
-            },
-            "required": ["type"],
+                    "properties": {"type": {"const": kind}, kind: payload},
+                    "required": ["type", kind],
+                }
+                for kind, payload in payloads.items()
+            ],
         }
         return {
             "oneOf": [{"type": "string"}, {"type": "array", "items": part, "minItems": 1}],
             "description": "A string, or an array of content parts. May be null on an assistant "
             "message that has `tool_calls`.",
         }
+
+
+class MessageSchema(OpenApiSerializerExtension):
+    """A message, with what serializers.MessageSerializer.validate asks of each role: the parts
+    its content may hold; `content` required, except on an assistant message that calls tools;
+    `tool_call_id` on a tool message, `name` on a (deprecated) function message, which is then a
+    tool message; tool calls (`tool_calls`, deprecated `function_call`) on assistant messages only."""
+
+    target_class = "sessions.api.serializers.MessageSerializer"
+
+    def map_serializer(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        part_types = {**PART_TYPES_BY_ROLE, "function": PART_TYPES_BY_ROLE["tool"]}
+        schema["oneOf"] = [_message_role(role, sorted(types)) for role, types in part_types.items()]
+        return schema
+
+
+def _message_role(role: str, part_types: list[str]) -> dict[str, Any]:
+    content = {"type": ["string", "array"], "items": {"properties": {"type": {"enum": part_types}}}}
+    branch: dict[str, Any] = {"properties": {"role": {"const": role}, "content": content}}
+    if role == "assistant":
+        # Content may be null (or left out) when the message calls tools.
+        content["type"].append("null")
+        branch["anyOf"] = [
+            {"required": ["content"], "properties": {"content": {"type": ["string", "array"]}}},
+            {"required": ["tool_calls"], "properties": {"tool_calls": {"type": "array", "minItems": 1}}},
+            {"required": ["function_call"], "properties": {"function_call": {"type": "object"}}},
+        ]
+        return branch
+    branch["properties"].update(tool_calls={"maxItems": 0}, function_call={"type": "null"})
+    branch["required"] = ["content", *{"tool": ["tool_call_id"], "function": ["name"]}.get(role, [])]
+    return branch
+
+
+# top_logprobs (not null) needs logprobs to be true.
+TOP_LOGPROBS_NEED_LOGPROBS = {
+    "if": {"required": ["top_logprobs"], "properties": {"top_logprobs": {"type": "integer"}}},
+    "then": {"required": ["logprobs"], "properties": {"logprobs": {"const": True}}},
+}
+
+
+class ChatCompletionRequestSchema(OpenApiSerializerExtension):
+    """The chat request, with the rules of ChatCompletionRequestSerializer.validate that JSON
+    Schema can state. Those it cannot: `tool_choice` naming a function must name one of `tools`,
+    whose names are unique; `session_id`, its synonyms and `model: "agent:session"` must name the
+    same session; a `tool` message must answer a tool call still open in the session or earlier in
+    the request (the turn's check); without `model`, the organization needs a default agent."""
+
+    target_class = "sessions.api.serializers.ChatCompletionRequestSerializer"
+
+    def map_serializer(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        non_empty = {"type": "array", "minItems": 1}
+        schema["allOf"] = [
+            TOP_LOGPROBS_NEED_LOGPROBS,
+            # stream_options is only allowed when stream is not false.
+            {
+                "if": {"required": ["stream_options"], "properties": {"stream_options": {"type": "object"}}},
+                "then": {"properties": {"stream": {"not": {"const": False}}}},
+            },
+            # Either tools or the deprecated functions, not both.
+            {
+                "not": {
+                    "required": ["tools", "functions"],
+                    "properties": {"tools": non_empty, "functions": non_empty},
+                }
+            },
+            # tool_choice other than "none" needs tools (or functions).
+            {
+                "if": {
+                    "required": ["tool_choice"],
+                    "properties": {"tool_choice": {"not": {"enum": [None, "none"]}}},
+                },
+                "then": {
+                    "anyOf": [
+                        {"required": ["tools"], "properties": {"tools": non_empty}},
+                        {"required": ["functions"], "properties": {"functions": non_empty}},
+                    ]
+                },
+            },
+        ]
+        return schema
+
+
+class ResponseFormatSchema(OpenApiSerializerExtension):
+    """`json_schema` is required with `type: json_schema` (ResponseFormatSerializer.validate)."""
+
+    target_class = "sessions.api.serializers.ResponseFormatSerializer"
+
+    def map_serializer(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        schema["if"] = {"required": ["type"], "properties": {"type": {"const": "json_schema"}}}
+        schema["then"] = {"required": ["json_schema"]}
+        return schema
 
 
 class StopFieldSchema(OpenApiSerializerFieldExtension):
@@ -286,3 +406,83 @@ class ErrorObjectFieldSchema(OpenApiSerializerFieldExtension):
 
     def map_serializer_field(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
         return {"allOf": [{"$ref": "#/components/schemas/ErrorObject"}]}
+
+
+class MetadataFieldSchema(OpenApiSerializerFieldExtension):
+    """A session's metadata: its key limits are on the keys, which only JSON Schema can describe."""
+
+    target_class = "sessions.api.serializers.MetadataField"
+
+    def map_serializer_field(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
+        schema = auto_schema._map_serializer_field(self.target, direction, bypass_extensions=True)
+        return {
+            **schema,
+            "propertyNames": {"minLength": 1, "maxLength": _METADATA_KEY_LENGTH},
+            "maxProperties": _METADATA_MAX_KEYS,
+        }
+
+
+# --- input serializers that refuse unknown fields -------------------------------------------------
+
+
+class ClosedObjectSchema(OpenApiSerializerExtension):
+    """An input serializer that refuses fields it does not define: `additionalProperties: false`.
+    The fields it accepts and ignores (the answer's own read-only fields, so that sending an answer
+    back is harmless) are listed as read-only."""
+
+    target_class = "sessions.api.serializers.ClosedSerializer"
+    match_subclasses = True
+
+    def ignored_fields(self) -> frozenset[str]:
+        return self.target.ignored_fields
+
+    def map_serializer(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        properties = schema.setdefault("properties", {})
+        for name in sorted(self.ignored_fields()):
+            properties[name] = {"readOnly": True, "description": "Ignored (a field of the answer)."}
+        schema["additionalProperties"] = False
+        return schema
+
+
+class AgentInputSchema(ClosedObjectSchema):
+    """An agent: its backend one of the registry's (agents/backends); its `backend_config` is
+    checked by that backend."""
+
+    target_class = "agents.api.serializers.AgentInputSerializer"
+    match_subclasses = False
+
+    def ignored_fields(self) -> frozenset[str]:
+        return READ_ONLY_NAMES
+
+    def map_serializer(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
+        schema = super().map_serializer(auto_schema, direction)
+        schema["properties"]["backend"]["enum"] = list(BACKENDS)
+        return schema
+
+
+class DefaultParamsSchema(OpenApiSerializerExtension):
+    """An agent's default chat parameters, with the chat request's rule that a default can break."""
+
+    target_class = "agents.api.serializers.DefaultParamsSerializer"
+
+    def map_serializer(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        schema["allOf"] = [TOP_LOGPROBS_NEED_LOGPROBS]
+        return schema
+
+
+class ClosedApiKeyInputSchema(ClosedObjectSchema):
+    target_class = "accounts.api.keys.ApiKeyInputSerializer"
+    match_subclasses = False
+
+    def ignored_fields(self) -> frozenset[str]:
+        return frozenset()
+
+
+class ClosedMemberAddSchema(ClosedApiKeyInputSchema):
+    target_class = "accounts.api.members.MemberAddSerializer"
+
+
+class ClosedMemberChangeSchema(ClosedApiKeyInputSchema):
+    target_class = "accounts.api.members.MemberChangeSerializer"

@@ -52,6 +52,8 @@ class DocsView(SpectacularSwaggerView):
     permission_classes = [AllowAny]
     authentication_classes = []
     renderer_classes = [TemplateHTMLRenderer]
+    # A page, nothing else: DRF's OPTIONS answer (its metadata) has no template to render into.
+    http_method_names = ["get", "head"]
     url_name = "openapi-schema"
     title = "Parley API"
 

@@ -355,6 +355,10 @@ SPECTACULAR_SETTINGS = {
     # Adds documentation-only views for the plain async views (chat completions, event streams).
     "DEFAULT_GENERATOR_CLASS": "config.openapi.schema.ParleySchemaGenerator",
     "SCHEMA_PATH_PREFIX": "",
+    # OpenAPI 3.1's schemas are JSON Schema: `propertyNames` (metadata keys) and `type: [..., "null"]`.
+    "OAS_VERSION": "3.1.0",
+    # A field that refuses "" says so (`minLength: 1`); answers' fields that may be "" allow blanks.
+    "ENFORCE_NON_BLANK_FIELDS": True,
     "SERVE_PUBLIC": True,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],

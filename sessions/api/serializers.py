@@ -7,10 +7,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
 from rest_framework import serializers
 
 from config.errors import InvalidRequest, validation_error
-from config.inputs import ascii_int
 from sessions.api.fields import (
     JsonObjectField,
     OneOfField,
@@ -24,6 +25,8 @@ from sessions.ids import SESSION_ID_PATTERN
 from sessions.turns import TurnRequest
 
 FUNCTION_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+# A logit_bias key: a token id, in ASCII digits (str.isdigit would let "²" through).
+TOKEN_ID = re.compile(r"-?[0-9]+")
 PART_TYPES_BY_ROLE = {
     "system": {"text"},
     "developer": {"text"},
@@ -34,10 +37,18 @@ PART_TYPES_BY_ROLE = {
 _PART_PAYLOAD = {"text": str, "refusal": str, "image_url": dict, "input_audio": dict, "file": dict}
 
 
-def _function_name(value: str) -> str:
-    if not FUNCTION_NAME.fullmatch(value):
-        raise serializers.ValidationError("Must be 1-64 characters of a-z, A-Z, 0-9, underscores and dashes.")
-    return value
+class _FullMatchValidator(RegexValidator):
+    """A RegexValidator (drf-spectacular puts its pattern in the schema) that matches the whole
+    value: Python's `$` also matches before a trailing newline, which JSON Schema's does not."""
+
+    def __call__(self, value: Any) -> None:
+        if not self.regex.fullmatch(str(value)):
+            raise ValidationError(self.message, code=self.code)
+
+
+_function_name = _FullMatchValidator(
+    FUNCTION_NAME, "Must be 1-64 characters of a-z, A-Z, 0-9, underscores and dashes."
+)
 
 
 class ContentField(serializers.Field):
@@ -67,7 +78,7 @@ def _content_part_problem(part: Any) -> dict[str, list[str]] | list[str] | None:
     if not isinstance(part, dict):
         return ["Expected a content part object."]
     kind = part.get("type")
-    if kind not in _PART_PAYLOAD:
+    if not isinstance(kind, str) or kind not in _PART_PAYLOAD:  # an object or a list is no type name
         return {"type": [f"Unknown content part type {kind!r}; expected one of {sorted(_PART_PAYLOAD)}."]}
     if not isinstance(part.get(kind), _PART_PAYLOAD[kind]):
         expected = "a string" if _PART_PAYLOAD[kind] is str else "an object"
@@ -284,7 +295,7 @@ class ChatCompletionRequestSerializer(serializers.Serializer):
 
     def validate_logit_bias(self, value: dict | None) -> dict | None:
         for token in value or {}:
-            if ascii_int(token.removeprefix("-")) is None:
+            if not TOKEN_ID.fullmatch(token):
                 raise serializers.ValidationError({token: ["Keys must be token ids (integers)."]})
         return value
 

@@ -1,0 +1,91 @@
+"""Schemathesis against the live stack's /v1/openapi.json, in the run mode under test: every phase
+(examples, coverage, fuzzing, stateful, the last along the description's links) and every check,
+with an API key holding every scope. The description must say what the server accepts and
+answers: no server error, no answer off the description, no valid request refused and no invalid
+one accepted, except where tests/schemathesis.toml says why a rule cannot be described.
+
+Bounded by time (PARLEY_SCHEMATHESIS_SECONDS, default 60) and examples per operation
+(PARLEY_SCHEMATHESIS_EXAMPLES, default 20); the README's "API conformance" has the long run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from typing import Any
+
+from accounts.models import ALL_SCOPES, ApiKey
+from agents.models import Agent
+from tests.conftest import Tenant, make_key
+from tests.live import BIN, ROOT, Stack, api
+from tests.schemathesis_hooks import LOOPBACK_HOST, LOOPBACK_URL
+
+SECONDS = int(os.environ.get("PARLEY_SCHEMATHESIS_SECONDS", "60"))
+EXAMPLES = int(os.environ.get("PARLEY_SCHEMATHESIS_EXAMPLES", "20"))
+SEED = os.environ.get("PARLEY_SCHEMATHESIS_SEED", "20260101")
+# Loading the description and finishing the last requests come on top of the time budget.
+SLACK_SECONDS = 120
+
+
+def test_the_api_answers_as_its_openapi_description_says(stack: Stack, tenant: Tenant) -> None:
+    # given: a key with every scope, and the echo agent answering requests that name no model
+    key = make_key(tenant, list(ALL_SCOPES))
+    settings = api(stack, tenant, "PUT", "/settings/automation", json={"default_agent": "echo"})
+    assert settings.status_code == 200, settings.text
+
+    # when
+    run = subprocess.run(
+        [
+            str(BIN / "st"),
+            "--config-file",
+            "tests/schemathesis.toml",
+            "run",
+            f"{stack.url}/v1/openapi.json",
+            "--header",
+            f"Authorization: Bearer {key}",
+            "--phases",
+            "examples,coverage,fuzzing,stateful",
+            "--max-examples",
+            str(EXAMPLES),
+            "--max-time",
+            str(SECONDS),
+            "--seed",
+            SEED,
+            "--generation-database",
+            "none",
+            "--no-color",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=SECONDS + SLACK_SECONDS,
+    )
+
+    # then
+    print(run.stdout[run.stdout.rfind("=== SUMMARY") :])  # the figures, with -s or -rP
+    assert run.returncode == 0, run.stdout[-30000:] + run.stderr[-5000:]
+    # The run did not lock itself out (a generated DELETE /v1/api-keys/{id} could name its key).
+    keys = ApiKey.objects.filter(organization=tenant.organization)
+    (own_key,) = [found for found in keys if key.startswith(found.prefix)]
+    assert own_key.revoked_at is None
+    # Whatever agents it created or changed can call loopback only.
+    for agent in Agent.objects.filter(organization=tenant.organization):
+        assert outbound_destinations(agent) <= {LOOPBACK_URL, LOOPBACK_HOST}, agent.slug
+
+
+def outbound_destinations(agent: Agent) -> set[str]:
+    """Every URL and allowed host of an agent's backend configuration and tools."""
+    found: set[str] = set()
+
+    def collect(value: Any, key: str = "") -> None:
+        if isinstance(value, dict):
+            for name, item in value.items():
+                collect(item, name)
+        elif isinstance(value, list):
+            for item in value:
+                collect(item, key)
+        elif isinstance(value, str) and ("://" in value or key == "allowed_hosts"):
+            found.add(value)
+
+    collect(agent.backend_config)
+    collect(agent.tools)
+    return found
