@@ -13,11 +13,15 @@ import os
 import subprocess
 from typing import Any
 
+import httpx
+import pytest
+
 from accounts.models import ALL_SCOPES, ApiKey
 from agents.models import Agent
 from tests.conftest import Tenant, make_key
 from tests.live import BIN, ROOT, Stack, api
 from tests.schemathesis_hooks import LOOPBACK_HOST, LOOPBACK_URL
+from tests.test_validation import INVALID, USER_HI, assert_refused_and_nothing_stored, case
 
 SECONDS = int(os.environ.get("PARLEY_SCHEMATHESIS_SECONDS", "60"))
 EXAMPLES = int(os.environ.get("PARLEY_SCHEMATHESIS_EXAMPLES", "20"))
@@ -89,3 +93,83 @@ def outbound_destinations(agent: Agent) -> set[str]:
     collect(agent.backend_config)
     collect(agent.tools)
     return found
+
+
+# --- what earlier runs found: 500s, and methods answered that should not have been ---------------
+
+NULL_TOOL_CALL = {"role": "assistant", "content": None, "tool_calls": [None]}
+OBJECT_PART_TYPE = {"role": "user", "content": [{"type": {}, "text": "hi"}]}
+
+
+@pytest.mark.parametrize(
+    ("changes", "param", "loc", "code"),
+    [
+        case({"tools": [None]}, "tools[0]", ("tools", 0), INVALID, id="null-tool"),
+        case({"functions": [None]}, "functions[0]", ("functions", 0), INVALID, id="null-function"),
+        case(
+            {"messages": [USER_HI, NULL_TOOL_CALL]},
+            "messages[1].tool_calls[0]",
+            ("messages", 1, "tool_calls", 0),
+            INVALID,
+            id="null-tool-call",
+        ),
+        case(
+            {"messages": [OBJECT_PART_TYPE]},
+            "messages[0].content[0].type",
+            ("messages", 0, "content", 0, "type"),
+            INVALID,
+            id="content-part-type-an-object",
+        ),
+    ],
+)
+def test_null_list_items_and_an_object_part_type_are_refused_not_a_server_error(
+    stack: Stack, tenant: Tenant, changes: dict[str, Any], param: str, loc: tuple, code: str
+) -> None:
+    assert_refused_and_nothing_stored(stack, tenant, changes, param, loc, code)
+
+
+def test_a_last_event_id_with_a_digit_other_than_0_to_9_is_refused(stack: Stack, tenant: Tenant) -> None:
+    # given: a finished turn
+    chat = api(stack, tenant, "POST", "/chat/completions", json={"model": "echo", "messages": [USER_HI]})
+    assert chat.status_code == 200, chat.text
+
+    # when: "²" (latin-1 0xB2), a digit to str.isdigit but not to int()
+    response = api(
+        stack, tenant, "GET", f"/turns/{chat.headers['X-Turn-Id']}/events", headers={"Last-Event-ID": b"\xb2"}
+    )
+
+    # then
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": {
+            "message": "Last-Event-ID must be the id of an event of this turn.",
+            "type": "invalid_request_error",
+            "param": "Last-Event-ID",
+            "code": "invalid_request",
+        }
+    }
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "TRACE"])
+def test_health_checks_answer_other_methods_with_405_and_allow(stack: Stack, path: str, method: str) -> None:
+    response = httpx.request(method, f"{stack.url}{path}", timeout=30)
+
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "GET, HEAD"
+    assert response.content == b""
+
+
+def test_the_docs_page_answers_options_with_405_and_allow(stack: Stack) -> None:
+    response = httpx.options(f"{stack.url}/v1/docs", timeout=30)
+
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "GET, HEAD"
+    assert response.json() == {
+        "error": {
+            "message": 'Method "OPTIONS" not allowed.',
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "method_not_allowed",
+        }
+    }

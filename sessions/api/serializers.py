@@ -51,6 +51,12 @@ _function_name = _FullMatchValidator(
 )
 
 
+def _nullable_list(child: serializers.Serializer, **kwargs: Any) -> serializers.ListSerializer:
+    """An optional list that may be null, of items that may not: DRF's `many=True` hands
+    `allow_null` to the items too, and a null tool call or tool would then reach the code as None."""
+    return serializers.ListSerializer(child=child, required=False, allow_null=True, **kwargs)
+
+
 class ContentField(serializers.Field):
     """A message's content: a string or a non-empty list of content parts."""
 
@@ -103,7 +109,7 @@ class MessageSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=[*PART_TYPES_BY_ROLE, "function"])
     content = ContentField(required=False, allow_null=True)
     name = StrictCharField(required=False, max_length=128)
-    tool_calls = ToolCallSerializer(many=True, required=False, allow_null=True)
+    tool_calls = _nullable_list(ToolCallSerializer())
     tool_call_id = StrictCharField(required=False, max_length=128)
     function_call = FunctionCallSerializer(required=False, allow_null=True)
 
@@ -250,7 +256,7 @@ class ChatCompletionRequestSerializer(serializers.Serializer):
     top_logprobs = _optional(StrictIntegerField, min_value=0, max_value=20)
     seed = _optional(StrictIntegerField)
     response_format = ResponseFormatSerializer(required=False, allow_null=True)
-    tools = ToolSerializer(many=True, required=False, allow_null=True, max_length=128)
+    tools = _nullable_list(ToolSerializer(), max_length=128)
     tool_choice = _optional(
         OneOfField,
         string=serializers.ChoiceField(choices=["none", "auto", "required"]),
@@ -259,7 +265,7 @@ class ChatCompletionRequestSerializer(serializers.Serializer):
     parallel_tool_calls = _optional(StrictBooleanField)
     user = _optional(StrictCharField, max_length=256, allow_blank=True)
     metadata = _optional(StrictDictField, child=StrictCharField(max_length=512, allow_blank=True))
-    functions = FunctionDefinitionSerializer(many=True, required=False, allow_null=True, max_length=128)
+    functions = _nullable_list(FunctionDefinitionSerializer(), max_length=128)
     function_call = _optional(
         OneOfField,
         string=serializers.ChoiceField(choices=["none", "auto"]),
