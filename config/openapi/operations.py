@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 
 from accounts.api.auth import CredentialsInput, RefreshInput, TokenInput
 from accounts.api.automation import AutomationSettingsInputSerializer
@@ -132,6 +132,24 @@ _CHAT_LINKS = {
 }
 
 
+def _request(name: str, value: dict[str, Any]) -> OpenApiExample:
+    return OpenApiExample(name, value=value, request_only=True)
+
+
+_HELLO = {"role": "user", "content": "Hello!"}
+_CHAT_EXAMPLES = (
+    _request("A new session", {"model": "echo", "messages": [_HELLO]}),
+    _request(
+        "Continue a session",
+        {"model": "echo", "session_id": "support-42", "messages": [{"role": "user", "content": "And then?"}]},
+    ),
+    _request(
+        "Stream",
+        {"model": "echo", "messages": [_HELLO], "stream": True, "stream_options": {"include_usage": True}},
+    ),
+)
+
+
 @dataclass(frozen=True)
 class Operation:
     operation_id: str
@@ -148,6 +166,8 @@ class Operation:
     partial_update: bool = True
     # OpenAPI links, by status: what a client (or a test tool) can call next with the answer.
     links: dict[int, dict[str, Link]] = field(default_factory=dict)
+    # Request bodies to show (and for a test tool to send first).
+    examples: tuple[OpenApiExample, ...] = ()
 
 
 CHAT_DESCRIPTION = """OpenAI's Chat Completions, with sessions: send a `session_id` and only the new
@@ -208,7 +228,13 @@ _CHAT_ERRORS = {
 }
 
 
-def _chat(operation_id: str, summary: str, description: str, parameters: tuple = ()) -> Operation:
+def _chat(
+    operation_id: str,
+    summary: str,
+    description: str,
+    parameters: tuple = (),
+    examples: tuple[OpenApiExample, ...] = _CHAT_EXAMPLES,
+) -> Operation:
     return Operation(
         operation_id=operation_id,
         summary=summary,
@@ -219,6 +245,7 @@ def _chat(operation_id: str, summary: str, description: str, parameters: tuple =
         description=description,
         errors=_CHAT_ERRORS,
         links={200: _CHAT_LINKS},
+        examples=examples,
     )
 
 
@@ -281,12 +308,17 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Create a chat completion, NLX-style",
         NLX_DESCRIPTION,
         (
-            _path("deployment", "The agent's slug."),
+            _path("deployment", "The agent's slug.", examples=[OpenApiExample("echo", value="echo")]),
             _path(
                 "channel",
                 "A channel ending in a language code, like `web-en-US`.",
                 pattern=NLX_CHANNEL.pattern,
+                examples=[OpenApiExample("web", value="web-en-US")],
             ),
+        ),
+        (
+            _request("A new conversation", {"model": "nlx", "messages": [_HELLO]}),
+            _request("Continue one as JSON", {"model": "nlx:c-42", "messages": [_HELLO], "stream": False}),
         ),
     ),
     ("models", "GET"): Operation("listModels", "List models", "Models", {200: ModelListSerializer}),
@@ -308,6 +340,12 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         request=AgentInputSerializer,
         errors={409: "An agent with this slug already exists."},
         links={201: _AGENT_LINKS},
+        examples=(
+            _request(
+                "An echo agent",
+                {"slug": "support", "name": "Support", "backend": "echo", "system_prompt": "Be brief."},
+            ),
+        ),
     ),
     ("agent-detail", "GET"): Operation(
         "retrieveAgent", "Retrieve an agent", "Agents", {200: AgentSerializer}, parameters=(_SLUG,)
@@ -321,6 +359,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         parameters=(_SLUG,),
         errors={409: "Another agent has this slug, or a concurrent update changed the agent."},
         links={200: _AGENT_LINKS},
+        examples=(_request("A new system prompt", {"system_prompt": "Be thorough."}),),
     ),
     ("agent-detail", "DELETE"): Operation(
         "deleteAgent", "Delete an agent", "Agents", {200: AgentDeletedSerializer}, parameters=(_SLUG,)
@@ -341,6 +380,11 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         request=SessionCreateSerializer,
         errors={409: "A session with this id already exists."},
         links={201: _SESSION_LINKS},
+        examples=(
+            _request(
+                "A named session", {"id": "support-42", "title": "Support", "metadata": {"customer": "42"}}
+            ),
+        ),
     ),
     ("session-detail", "GET"): Operation(
         "retrieveSession",
@@ -356,6 +400,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         {200: SessionSerializer},
         request=SessionUpdateSerializer,
         parameters=(_SESSION_ID,),
+        examples=(_request("A new title", {"title": "Billing question"}),),
     ),
     ("session-detail", "DELETE"): Operation(
         "deleteSession",
@@ -380,6 +425,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         parameters=(_SESSION_ID,),
         errors={409: "A session with the new id already exists."},
         links={201: _SESSION_LINKS},
+        examples=(_request("The first two messages", {"messages": 2}),),
     ),
     # Turns.
     ("turn-detail", "GET"): Operation(
@@ -427,6 +473,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         description="The answer holds the whole key (`key`), once. A key never holds more than its "
         "creator may do; the owner and organization are set by the server, never by the body.",
         links={201: _links(("retrieveApiKey", "revokeApiKey"), "key_id", "$response.body#/id")},
+        examples=(
+            _request("A chat key for 90 days", {"name": "ci", "scopes": ["chat"], "expires_in_days": 90}),
+        ),
     ),
     ("api-key-detail", "GET"): Operation(
         "retrieveApiKey",
@@ -458,6 +507,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                 ("retrieveMember", "changeMemberRole", "removeMember"), "user_id", "$response.body#/id"
             )
         },
+        examples=(_request("A member by username", {"username": "bob", "role": "member"}),),
     ),
     ("member-detail", "GET"): Operation(
         "retrieveMember",
@@ -475,6 +525,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         parameters=(_path("user_id", "The user's id."),),
         errors={409: "The organization's last owner stays an owner."},
         partial_update=False,
+        examples=(_request("Make an admin", {"role": "admin"}),),
     ),
     ("member-detail", "DELETE"): Operation(
         "removeMember",
@@ -497,6 +548,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Settings",
         {200: AutomationSettingsSerializer},
         request=AutomationSettingsInputSerializer,
+        examples=(_request("Echo answers requests without a model", {"default_agent": "echo"}),),
     ),
     ("usage", "GET"): Operation(
         "retrieveUsage",
@@ -515,6 +567,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         description="A JWT access and refresh token for a username and password. The access token "
         "works as `Authorization: Bearer …` on every endpoint, acting in the organization the "
         "`X-Organization` header names, else the user's default one.",
+        examples=(_request("A password", {"username": "alice", "password": "correct horse battery"}),),
     ),
     ("auth-token-refresh", "POST"): Operation(
         "refreshToken",

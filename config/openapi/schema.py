@@ -169,6 +169,10 @@ class ParleyAutoSchema(AutoSchema):
         operation = self._operation()
         return operation.responses if operation else super().get_response_serializers()
 
+    def get_examples(self) -> list:
+        operation = self._operation()
+        return list(operation.examples) if operation else super().get_examples()
+
     def get_override_parameters(self) -> list:
         operation = self._operation()
         return list(operation.parameters) if operation else super().get_override_parameters()
