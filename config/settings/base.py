@@ -196,6 +196,8 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = PARLEY_MAX_BODY_BYTES
 # number bounds it (2048, as OpenAI's); a message's text is bounded too.
 PARLEY_MAX_MESSAGES_PER_REQUEST = env_int("PARLEY_MAX_MESSAGES_PER_REQUEST", 2048)
 PARLEY_MAX_CONTENT_CHARS = env_int("PARLEY_MAX_CONTENT_CHARS", 1024 * 1024)
+# How long an Idempotency-Key names its turn (24 h, as Stripe's); an older key matches nothing.
+PARLEY_IDEMPOTENCY_KEY_SECONDS = env_int("PARLEY_IDEMPOTENCY_KEY_SECONDS", 24 * 60 * 60)
 
 # Fernet key for secrets in agent configuration; derived from SECRET_KEY when empty.
 PARLEY_SECRETS_KEY = env_str("PARLEY_SECRETS_KEY")
