@@ -46,14 +46,35 @@ def json_body_parse(raw: bytes) -> Any:
         raise InvalidJson(
             f"The request body nests arrays and objects {depth} levels deep; the limit is {MAX_JSON_DEPTH}."
         )
+    floats = _FloatWatch()
     try:
-        value = json.loads(text, parse_constant=_refuse_constant)
+        value = json.loads(text, parse_constant=_refuse_constant, parse_float=floats)
     except ValueError as exc:
         raise InvalidJson(f"The request body is not valid JSON: {exc}") from None
-    problem = _first_unstorable(value, ())
-    if problem is not None:
-        raise invalid_value(*problem)
+    # Walking the whole value costs as much as parsing it: only when it may hold what the walk
+    # looks for. JSON text can spell a NUL or a surrogate only as an escape (the parser refuses raw
+    # control characters, UTF-8 decoding raw surrogates), and a number out of range only as a float.
+    if floats.non_finite or _NUL_OR_SURROGATE_ESCAPE.search(text):
+        problem = _first_unstorable(value, ())
+        if problem is not None:
+            raise invalid_value(*problem)
     return value
+
+
+_NUL_OR_SURROGATE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+
+
+class _FloatWatch:
+    """json's parse_float that notes whether a number was out of a float's range (1e400)."""
+
+    def __init__(self) -> None:
+        self.non_finite = False
+
+    def __call__(self, text: str) -> float:
+        number = float(text)
+        if not math.isfinite(number):
+            self.non_finite = True
+        return number
 
 
 def json_nesting_depth(text: str) -> int:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from django.conf import settings
 from django.db.models import QuerySet
 from django.db.models.fields.json import KeyTransform
+from django.utils import timezone
 
 from sessions.models import Message, Session, Turn
 
@@ -62,7 +64,17 @@ def turn_get(*, organization: Organization, turn_id: str) -> Turn | None:
     return Turn.objects.filter(organization=organization, pk=turn_id).select_related("session").first()
 
 
+def idempotency_key_cutoff() -> datetime:
+    """An Idempotency-Key names the turn it made for PARLEY_IDEMPOTENCY_KEY_SECONDS: the turns
+    queued before this moment no longer answer to theirs."""
+    return timezone.now() - timedelta(seconds=settings.PARLEY_IDEMPOTENCY_KEY_SECONDS)
+
+
 def turn_by_idempotency_key(*, organization: Organization, key: str) -> Turn | None:
     return (
-        Turn.objects.filter(organization=organization, idempotency_key=key).select_related("session").first()
+        Turn.objects.filter(
+            organization=organization, idempotency_key=key, queued_at__gte=idempotency_key_cutoff()
+        )
+        .select_related("session")
+        .first()
     )

@@ -39,7 +39,7 @@ from sessions.executors import turn_executor
 from sessions.history import history_window
 from sessions.limits import turn_limits_renew
 from sessions.models import Session, Turn
-from sessions.selectors import session_transcript, turn_by_idempotency_key
+from sessions.selectors import idempotency_key_cutoff, session_transcript, turn_by_idempotency_key
 from sessions.services import (
     session_auto_title,
     session_record_turn,
@@ -93,9 +93,11 @@ def turn_submit(
     """Record a turn and hand it to the executor; returns at once.
 
     A request that repeats an earlier one is answered by the earlier turn instead of storing
-    its messages again: the same `Idempotency-Key`, or the same request to the same session
-    as its last turn, when the client says it is retrying (the OpenAI SDK does) or within
-    PARLEY_RETRY_WINDOW_SECONDS.
+    its messages again. With an `Idempotency-Key`, the key alone decides (_turn_for_idempotency_key):
+    the finished turn it made within PARLEY_IDEMPOTENCY_KEY_SECONDS answers again, a turn it made
+    that is still unfinished is a 409 `idempotency_key_in_use`, a different request is a 400.
+    Without one, the same request to the same session as its last turn, when the client says it
+    is retrying (the OpenAI SDK does) or within PARLEY_RETRY_WINDOW_SECONDS, is answered by it.
 
     A request without `model` goes to the organization's default agent. `session_reset` in the
     params starts the transcript over, when the turn stores its messages (_turn_store_input)."""
@@ -116,6 +118,8 @@ def turn_submit(
     if agent.tools and (request.params.get("n") or agent.default_params.get("n") or 1) > 1:
         raise InvalidRequest("n > 1 is not available with an agent that runs server-side tools.", param="n")
     with transaction.atomic():
+        if idempotency_key:
+            _idempotency_key_release_expired(organization, idempotency_key)
         session = session_resolve(organization=organization, session_id=request.session_id, agent=agent)
         if session is not None:
             locked = Session.objects.select_for_update().filter(pk=session.pk).first()
@@ -125,7 +129,13 @@ def turn_submit(
                 )
                 locked = Session.objects.select_for_update().get(pk=session.pk)
             session = locked
-            earlier = _retried_turn(session, fingerprint, client_retry)
+            # Looked at again under the session's lock: a request with the same key may have
+            # stored its turn while this one waited for the lock.
+            earlier = (
+                _turn_for_idempotency_key(organization, idempotency_key, fingerprint)
+                if idempotency_key
+                else _retried_turn(session, fingerprint, client_retry)
+            )
             if earlier is not None:
                 return earlier
         if any(message["role"] == "tool" for message in request.messages):
@@ -202,13 +212,39 @@ def _fingerprint(request: TurnRequest) -> str:
 
 
 def _turn_for_idempotency_key(organization: Organization, key: str, fingerprint: str) -> Turn | None:
+    """The finished turn this key made for this same request, to answer again; None when the key
+    names no turn. As Stripe does: a key used for a different request is refused (400), and so is
+    a request whose turn is still being answered (409 with Retry-After: the SDK retries it, and
+    gets the answer once the turn has finished)."""
     earlier = turn_by_idempotency_key(organization=organization, key=key)
-    if earlier is not None and earlier.fingerprint != fingerprint:
-        raise Conflict(
+    if earlier is None:
+        return None
+    if earlier.fingerprint != fingerprint:
+        raise InvalidRequest(
             "This Idempotency-Key was already used with a different request.",
+            param="Idempotency-Key",
             code="idempotency_key_reused",
         )
+    if not earlier.is_finished:
+        raise Conflict(
+            f"Another request with this Idempotency-Key is still being answered (turn {earlier.id}). "
+            f"Retry once it has finished, or follow it with GET /v1/turns/{earlier.id}/events.",
+            param="Idempotency-Key",
+            code="idempotency_key_in_use",
+            headers={"Retry-After": str(IDEMPOTENCY_KEY_IN_USE_RETRY_SECONDS)},
+        )
     return earlier
+
+
+# How soon a request whose key's turn is still being answered should come back.
+IDEMPOTENCY_KEY_IN_USE_RETRY_SECONDS = 1
+
+
+def _idempotency_key_release_expired(organization: Organization, key: str) -> None:
+    """An expired key names nothing: take it off its old turn, so that the new turn can hold it."""
+    Turn.objects.filter(
+        organization=organization, idempotency_key=key, queued_at__lt=idempotency_key_cutoff()
+    ).update(idempotency_key=None)
 
 
 # A resend of a failed or cancelled turn's request runs it again.

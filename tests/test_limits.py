@@ -265,9 +265,25 @@ def test_an_idempotent_retry_of_a_running_turn_takes_no_second_slot(stack, tenan
     headers = {"Idempotency-Key": f"slow-{uuid.uuid4().hex}"}
     first = in_background(chat, stack.url, tenant.key, "slow one", model=model, headers=headers)
     wait_for(lambda: unfinished_turns(tenant) == 1)
+    # a retry while the turn runs is told to come back (not refused by the limit: it starts nothing)
+    meanwhile = chat(stack.url, tenant.key, "slow one", model=model, headers=headers)
+    running = Turn.objects.get(organization=tenant.organization).id
+    assert meanwhile.status_code == 409
+    assert meanwhile.json() == {
+        "error": {
+            "message": f"Another request with this Idempotency-Key is still being answered (turn {running}). "
+            f"Retry once it has finished, or follow it with GET /v1/turns/{running}/events.",
+            "type": "invalid_request_error",
+            "param": "Idempotency-Key",
+            "code": "idempotency_key_in_use",
+        }
+    }
+    assert meanwhile.headers["Retry-After"] == "1"
+    # and once it has finished, gets its answer
+    first_turn = first.result().headers["X-Turn-Id"]
     retry = chat(stack.url, tenant.key, "slow one", model=model, headers=headers)
     assert retry.status_code == 200
-    assert retry.headers["X-Turn-Id"] == first.result().headers["X-Turn-Id"]
+    assert retry.headers["X-Turn-Id"] == first_turn
     assert turns_of(tenant) == 1
     # the one slot was freed once: the next request passes
     assert chat(stack.url, tenant.key, "next").status_code == 200

@@ -235,12 +235,18 @@ def test_idempotency_key_makes_a_repeat_return_the_same_answer(client, tenant):
     assert len(transcript(tenant, "idem")) == 2
 
 
-def test_idempotency_key_reused_for_another_request_is_a_conflict(client, tenant):
+def test_idempotency_key_reused_for_another_request_is_refused(client, tenant):
     headers = {"Idempotency-Key": "k-1"}
     client.chat.completions.create(model="echo", messages=[user("a")], extra_headers=headers)
-    with pytest.raises(openai.ConflictError) as raised:
+    with pytest.raises(openai.BadRequestError) as raised:
         client.chat.completions.create(model="echo", messages=[user("b")], extra_headers=headers)
-    assert raised.value.code == "idempotency_key_reused"
+    assert raised.value.status_code == 400
+    assert raised.value.body == {
+        "message": "This Idempotency-Key was already used with a different request.",
+        "type": "invalid_request_error",
+        "param": "Idempotency-Key",
+        "code": "idempotency_key_reused",
+    }
     assert Message.objects.filter(session__organization=tenant.organization).count() == 2
 
 

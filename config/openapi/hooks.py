@@ -174,7 +174,8 @@ FIELD_DESCRIPTIONS: dict[str, dict[str, str]] = {
         "model": "An agent's slug (GET /v1/models), or `agent:session` to name the session too. "
         "Without it, the organization's default agent answers.",
         "messages": "The new messages; with a session, the server supplies the history. A resent "
-        "whole transcript is recognised, and its stored prefix is not stored twice.",
+        "whole transcript is recognised, and its stored prefix is not stored twice. At most "
+        "`PARLEY_MAX_MESSAGES_PER_REQUEST` (2048) messages, holding at most as many tool calls in all.",
         "stream": "Answer with Server-Sent Events of `chat.completion.chunk`s.",
         "session_id": "Parley: the session to continue, or to create with this id (1-128 characters "
         "of `[A-Za-z0-9._:-]`; ids starting with `sess_` or `turn_` are Parley's and never created). "

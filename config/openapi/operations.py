@@ -95,8 +95,10 @@ def _path(name: str, description: str, **kwargs: Any) -> OpenApiParameter:
 _CHAT_HEADERS = (
     _header(
         "Idempotency-Key",
-        "Makes the request safe to repeat: a resend with the same key answers with the same turn "
-        "instead of running it again (1-255 characters). Reusing a key for a different request is 409.",
+        "Makes the request safe to repeat for 24 h: the same request with the same key gets the first "
+        "answer again instead of running it again (1-255 characters). Reusing a key for a different "
+        "request is 400 `idempotency_key_reused`; while the key's turn is still being answered, 409 "
+        "`idempotency_key_in_use` with `Retry-After`.",
         type={"type": "string", "minLength": 1, "maxLength": 255},
     ),
     _header("X-Session-Id", "The session the turn was stored in.", response=[200]),
@@ -220,7 +222,8 @@ _CHAT_RESPONSES = {
 _CHAT_ERRORS = {
     404: "Unknown model (agent), an unknown `sess_…` session id, or an unknown `session_id` with "
     "`auto_create_sessions` off; another organization's session looks missing too.",
-    409: "The `Idempotency-Key` was used with a different request.",
+    409: "The `Idempotency-Key`'s turn is still being answered (`idempotency_key_in_use`); `Retry-After` "
+    "says when to try again.",
     429: "Rate limited (`rate_limit_exceeded`) or the quota is used up (`insufficient_quota`); "
     "`Retry-After` says when to try again.",
     502: "The agent's upstream or webhook failed.",

@@ -11,6 +11,7 @@ import functools
 import re
 from typing import Any
 
+from django.conf import settings
 from django.urls import URLPattern, URLResolver
 from drf_spectacular.extensions import (
     OpenApiAuthenticationExtension,
@@ -227,9 +228,12 @@ class ContentFieldSchema(OpenApiSerializerFieldExtension):
     target_class = "sessions.api.serializers.ContentField"
 
     def map_serializer_field(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
-        # Each part carries the payload its `type` names, as serializers.ContentField checks.
+        # Each part carries the payload its `type` names, as serializers.ContentField checks. (The
+        # text of the parts of one message counts together against the limit, which JSON Schema
+        # cannot say: each part is held to it alone.)
+        text = {"type": "string", "maxLength": settings.PARLEY_MAX_CONTENT_CHARS}
         payloads = {
-            "text": {"type": "string"},
+            "text": text,
             "image_url": {
                 "type": "object",
                 "properties": {"url": {"type": "string"}},
@@ -238,7 +242,7 @@ class ContentFieldSchema(OpenApiSerializerFieldExtension):
             },
             "input_audio": {"type": "object", "additionalProperties": {}},
             "file": {"type": "object", "additionalProperties": {}},
-            "refusal": {"type": "string"},
+            "refusal": text,
         }
         part = {
             "description": "A content part: `text` (any role), `image_url`, `input_audio` and `file` "
@@ -253,9 +257,10 @@ class ContentFieldSchema(OpenApiSerializerFieldExtension):
             ],
         }
         return {
-            "oneOf": [{"type": "string"}, {"type": "array", "items": part, "minItems": 1}],
+            "oneOf": [text, {"type": "array", "items": part, "minItems": 1}],
             "description": "A string, or an array of content parts. May be null on an assistant "
-            "message that has `tool_calls`.",
+            f"message that has `tool_calls`. At most {settings.PARLEY_MAX_CONTENT_CHARS} characters of "
+            "text, the string or the text and refusal parts together.",
         }
 
 

@@ -183,10 +183,21 @@ PARLEY_STREAM_IDLE_SECONDS = env_float("PARLEY_STREAM_IDLE_SECONDS", 300.0)
 PARLEY_SSE_KEEPALIVE_SECONDS = env_float("PARLEY_SSE_KEEPALIVE_SECONDS", 15.0)
 # Threads through which async views reach the database (see config/db.py).
 PARLEY_DB_THREADS = env_int("PARLEY_DB_THREADS", 8)
+# Threads that parse and validate chat request bodies, off the event loop (see config/offload.py).
+PARLEY_PARSE_THREADS = env_int("PARLEY_PARSE_THREADS", 8)
 # Threads of the in-process executor (embedded mode).
 PARLEY_INLINE_WORKERS = env_int("PARLEY_INLINE_WORKERS", 16)
 PARLEY_MAX_BODY_BYTES = env_int("PARLEY_MAX_BODY_BYTES", 4 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = PARLEY_MAX_BODY_BYTES
+# Django's ASGI handler writes a body past this size to a temporary file, from the event loop: an
+# accepted body stays in memory instead (it is held whole to be parsed anyway).
+FILE_UPLOAD_MAX_MEMORY_SIZE = PARLEY_MAX_BODY_BYTES
+# What one chat request may hold besides its size: validation costs time per message, so their
+# number bounds it (2048, as OpenAI's); a message's text is bounded too.
+PARLEY_MAX_MESSAGES_PER_REQUEST = env_int("PARLEY_MAX_MESSAGES_PER_REQUEST", 2048)
+PARLEY_MAX_CONTENT_CHARS = env_int("PARLEY_MAX_CONTENT_CHARS", 1024 * 1024)
+# How long an Idempotency-Key names its turn (24 h, as Stripe's); an older key matches nothing.
+PARLEY_IDEMPOTENCY_KEY_SECONDS = env_int("PARLEY_IDEMPOTENCY_KEY_SECONDS", 24 * 60 * 60)
 
 # Fernet key for secrets in agent configuration; derived from SECRET_KEY when empty.
 PARLEY_SECRETS_KEY = env_str("PARLEY_SECRETS_KEY")

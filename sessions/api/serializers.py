@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from rest_framework import serializers
@@ -35,6 +36,7 @@ PART_TYPES_BY_ROLE = {
     "assistant": {"text", "refusal"},
 }
 _PART_PAYLOAD = {"text": str, "refusal": str, "image_url": dict, "input_audio": dict, "file": dict}
+MAX_TOOLS = 128  # tools per request, as OpenAI allows
 
 
 class _FullMatchValidator(RegexValidator):
@@ -62,6 +64,7 @@ class ContentField(serializers.Field):
 
     def to_internal_value(self, data: Any) -> str | list[dict[str, Any]]:
         if isinstance(data, str):
+            _check_content_length(len(data))
             return data
         if not isinstance(data, list):
             raise serializers.ValidationError("Expected a string or an array of content parts.")
@@ -74,10 +77,24 @@ class ContentField(serializers.Field):
                 errors[index] = problem
         if errors:
             raise serializers.ValidationError(errors)
+        _check_content_length(sum(len(part[part["type"]]) for part in data if part["type"] in _TEXT_PARTS))
         return data
 
     def to_representation(self, value: Any) -> Any:
         return value
+
+
+_TEXT_PARTS = ("text", "refusal")
+
+
+def _check_content_length(characters: int) -> None:
+    """A message's text (a string, or its text parts together) within PARLEY_MAX_CONTENT_CHARS."""
+    limit = settings.PARLEY_MAX_CONTENT_CHARS
+    if characters > limit:
+        raise serializers.ValidationError(
+            f"Ensure this content has no more than {limit} characters of text (it has {characters}).",
+            code="max_length",
+        )
 
 
 def _content_part_problem(part: Any) -> dict[str, list[str]] | list[str] | None:
@@ -103,6 +120,48 @@ class ToolCallSerializer(serializers.Serializer):
     id = StrictCharField(max_length=128)
     type = serializers.ChoiceField(choices=["function"], default="function")
     function = FunctionCallSerializer()
+
+
+# Roles whose message may be just a role and a text.
+_TEXT_ONLY_ROLES = frozenset({"system", "developer", "user", "assistant"})
+
+
+class MessageListSerializer(serializers.ListSerializer):
+    """A request's messages. Validating a message, or a tool call, takes time: before any of them
+    is validated, their number is held to `max_length` (PARLEY_MAX_MESSAGES_PER_REQUEST) and so
+    is the number of tool calls they hold together (each call is answered by a tool message, so
+    a transcript within the first limit is within the second).
+
+    Most messages are only a role and a text (clients resend whole transcripts of them): such a
+    message is taken as MessageSerializer would take it, without its field machinery, which costs
+    a hundred times more. Every other message, and any that is not valid, goes through it."""
+
+    def run_child_validation(self, data: Any) -> dict[str, Any]:
+        if (
+            type(data) is dict
+            and data.keys() == {"role", "content"}
+            and type(data["role"]) is str
+            and data["role"] in _TEXT_ONLY_ROLES
+            and type(data["content"]) is str
+            and len(data["content"]) <= settings.PARLEY_MAX_CONTENT_CHARS
+        ):
+            return {"role": data["role"], "content": data["content"]}
+        return super().run_child_validation(data)
+
+    def to_internal_value(self, data: Any) -> list[dict[str, Any]]:
+        limit = self.max_length
+        if limit is not None and isinstance(data, list) and len(data) <= limit:
+            calls = sum(
+                len(message["tool_calls"])
+                for message in data
+                if isinstance(message, dict) and isinstance(message.get("tool_calls"), list)
+            )
+            if calls > limit:
+                raise serializers.ValidationError(
+                    f"Ensure these messages hold no more than {limit} tool calls in all (they hold {calls}).",
+                    code="max_length",
+                )
+        return super().to_internal_value(data)
 
 
 class MessageSerializer(serializers.Serializer):
@@ -154,6 +213,9 @@ class MessageSerializer(serializers.Serializer):
                 }
             )
         return _message(attrs)
+
+    class Meta:
+        list_serializer_class = MessageListSerializer
 
 
 def _message(attrs: dict[str, Any]) -> dict[str, Any]:
@@ -240,7 +302,10 @@ class ConversationObjectSerializer(serializers.Serializer):
 class ChatCompletionRequestSerializer(serializers.Serializer):
     # Optional: a request without it goes to the organization's default agent (turn_submit).
     model = StrictCharField(max_length=256, required=False)
-    messages = MessageSerializer(many=True, allow_empty=False)
+    # Counted before any message is validated: a longer list is refused at once.
+    messages = MessageSerializer(
+        many=True, allow_empty=False, max_length=settings.PARLEY_MAX_MESSAGES_PER_REQUEST
+    )
     temperature = _optional(StrictFloatField, min_value=0, max_value=2)
     top_p = _optional(StrictFloatField, min_value=0, max_value=1)
     n = _optional(StrictIntegerField, min_value=1, max_value=128)
@@ -256,7 +321,7 @@ class ChatCompletionRequestSerializer(serializers.Serializer):
     top_logprobs = _optional(StrictIntegerField, min_value=0, max_value=20)
     seed = _optional(StrictIntegerField)
     response_format = ResponseFormatSerializer(required=False, allow_null=True)
-    tools = _nullable_list(ToolSerializer(), max_length=128)
+    tools = _nullable_list(ToolSerializer(), max_length=MAX_TOOLS)
     tool_choice = _optional(
         OneOfField,
         string=serializers.ChoiceField(choices=["none", "auto", "required"]),
@@ -265,7 +330,7 @@ class ChatCompletionRequestSerializer(serializers.Serializer):
     parallel_tool_calls = _optional(StrictBooleanField)
     user = _optional(StrictCharField, max_length=256, allow_blank=True)
     metadata = _optional(StrictDictField, child=StrictCharField(max_length=512, allow_blank=True))
-    functions = _nullable_list(FunctionDefinitionSerializer(), max_length=128)
+    functions = _nullable_list(FunctionDefinitionSerializer(), max_length=MAX_TOOLS)
     function_call = _optional(
         OneOfField,
         string=serializers.ChoiceField(choices=["none", "auto"]),

@@ -29,8 +29,10 @@ from config.errors import (
     error_response,
 )
 from config.inputs import ascii_int, json_body_parse, text_problem
+from config.offload import off_loop
 from sessions.api.responses import chat_completion, session_export, session_payload, turn_payload
 from sessions.api.serializers import (
+    ChatRequest,
     SessionCreateSerializer,
     SessionForkSerializer,
     SessionUpdateSerializer,
@@ -65,7 +67,8 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     _require_post(request)
     principal = await db_call(authenticate_bearer, request)
     require_permission(request, principal)
-    return await _answer_chat(request, principal, _json_body(request), stream_by_default=False)
+    chat = await off_loop(_chat_request, request)
+    return await _answer_chat(request, principal, chat, stream_by_default=False)
 
 
 # A channel ends in an ISO 639-1 language code, with an optional region: web-en-US, sms-es-MX,
@@ -84,14 +87,8 @@ async def nlx_chat_completions(request: HttpRequest, deployment: str, channel: s
         raise InvalidRequest(
             f"The channel '{channel}' must end in a language code, as in 'web-en-US'.", param="channel"
         )
-    payload = _json_body(request)
-    if isinstance(payload, dict):
-        model = payload.get("model", "nlx")
-        if model != "nlx" and not (isinstance(model, str) and model.startswith("nlx:")):
-            raise InvalidRequest("On this route 'model' is 'nlx' or 'nlx:{conversationId}'.", param="model")
-        conversation = model.removeprefix("nlx").removeprefix(":")
-        payload = {**payload, "model": f"{deployment}:{conversation}" if conversation else deployment}
-    return await _answer_chat(request, principal, payload, stream_by_default=True)
+    chat = await off_loop(_chat_request, request, nlx_deployment=deployment)
+    return await _answer_chat(request, principal, chat, stream_by_default=True)
 
 
 def _require_post(request: HttpRequest) -> None:
@@ -101,10 +98,23 @@ def _require_post(request: HttpRequest) -> None:
         )
 
 
+def _chat_request(request: HttpRequest, *, nlx_deployment: str | None = None) -> ChatRequest:
+    """The request's body, read, parsed and validated: work that grows with the body, so the views
+    run it off the event loop (config/offload.py). On the NLX route the deployment names the
+    agent and `model: "nlx:{conversationId}"` the session."""
+    payload = _json_body(request)
+    if nlx_deployment is not None and isinstance(payload, dict):
+        model = payload.get("model", "nlx")
+        if model != "nlx" and not (isinstance(model, str) and model.startswith("nlx:")):
+            raise InvalidRequest("On this route 'model' is 'nlx' or 'nlx:{conversationId}'.", param="model")
+        conversation = model.removeprefix("nlx").removeprefix(":")
+        payload = {**payload, "model": f"{nlx_deployment}:{conversation}" if conversation else nlx_deployment}
+    return parse_chat_request(payload)
+
+
 async def _answer_chat(
-    request: HttpRequest, principal: Principal, payload: Any, *, stream_by_default: bool
+    request: HttpRequest, principal: Principal, chat: ChatRequest, *, stream_by_default: bool
 ) -> HttpResponse:
-    chat = parse_chat_request(payload)
     # The key's and the organization's limits (accounts/limits.py): a refused request stores nothing.
     turn = await db_call(
         submit_within_limits(principal, turn_submit),
