@@ -287,6 +287,7 @@ def _turn_run(turn: Turn) -> None:
                 "turn_id": turn.id,
                 "organization": turn.organization.slug,
             },
+            stop=stop,  # the backend drops its connection when the runner stops listening
         )
         loop = run_agent_loop(
             backend_for(agent.backend),
