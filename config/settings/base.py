@@ -174,6 +174,11 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": PARLEY_IDLE_SWEEP_SECONDS},
     },
 }
+# The longest one call to an agent's webhook, or to an `openai` agent's upstream, may take (one
+# round of a turn, its retries included), however slowly the answer trickles in: then the turn
+# fails with 504 webhook_timeout or upstream_timeout (agents/bounds.py).
+PARLEY_WEBHOOK_TIMEOUT_SECONDS = env_float("PARLEY_WEBHOOK_TIMEOUT_SECONDS", 120.0)
+PARLEY_UPSTREAM_TIMEOUT_SECONDS = env_float("PARLEY_UPSTREAM_TIMEOUT_SECONDS", 600.0)
 # A request identical to the session's last one within this window is treated as a retry of it.
 PARLEY_RETRY_WINDOW_SECONDS = env_int("PARLEY_RETRY_WINDOW_SECONDS", 10)
 # An event stream that hears nothing from its turn for this long ends with a turn_timeout error
