@@ -188,8 +188,15 @@ PARLEY_STREAM_IDLE_SECONDS = env_float("PARLEY_STREAM_IDLE_SECONDS", 300.0)
 PARLEY_SSE_KEEPALIVE_SECONDS = env_float("PARLEY_SSE_KEEPALIVE_SECONDS", 15.0)
 # Threads through which async views reach the database (see config/db.py).
 PARLEY_DB_THREADS = env_int("PARLEY_DB_THREADS", 8)
-# Threads of the in-process executor (embedded mode).
-PARLEY_INLINE_WORKERS = env_int("PARLEY_INLINE_WORKERS", 16)
+# Threads of the in-process executor (embedded mode), and how many of them one organization's
+# turns may hold at once: its other turns wait for one of them to end (sessions/executors.py), so
+# that one organization's slow agent leaves threads to the others.
+PARLEY_INLINE_WORKERS = env_int("PARLEY_INLINE_WORKERS", 32)
+PARLEY_INLINE_TURNS_PER_ORGANIZATION = env_int("PARLEY_INLINE_TURNS_PER_ORGANIZATION", 8)
+if not 1 <= PARLEY_INLINE_TURNS_PER_ORGANIZATION <= PARLEY_INLINE_WORKERS:
+    raise ImproperlyConfigured(
+        "PARLEY_INLINE_TURNS_PER_ORGANIZATION must be from 1 to PARLEY_INLINE_WORKERS."
+    )
 PARLEY_MAX_BODY_BYTES = env_int("PARLEY_MAX_BODY_BYTES", 4 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = PARLEY_MAX_BODY_BYTES
 
