@@ -38,6 +38,7 @@ import httpx2
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from agents.bounds import BoundedStream, check_connect
 from config.errors import ApiError
 
 logger = logging.getLogger(__name__)
@@ -376,7 +377,8 @@ def check_url(url: str) -> None:
 
 
 class _VettingBackend(httpcore2.NetworkBackend):
-    """httpcore2's own sync backend, connecting only to vetted addresses."""
+    """httpcore2's own sync backend, connecting only to vetted addresses, with connections that
+    honour the calling thread's `outbound_bounds` (agents.bounds)."""
 
     def __init__(self) -> None:
         self._sockets = httpcore2.SyncBackend()
@@ -389,6 +391,7 @@ class _VettingBackend(httpcore2.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore2.NetworkStream:
+        timeout = check_connect(timeout)  # within the caller's outbound_bounds, if any
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             addresses = _vet(host, port, timeout=timeout)
@@ -400,13 +403,14 @@ class _VettingBackend(httpcore2.NetworkBackend):
             if remaining is not None and remaining <= 0:
                 raise httpcore2.ConnectTimeout(f"Connecting to {host} took longer than {timeout:g} s.")
             try:
-                return self._sockets.connect_tcp(
+                stream = self._sockets.connect_tcp(
                     str(address),
                     port,
                     timeout=remaining,
                     local_address=local_address,
                     socket_options=socket_options,
                 )
+                return BoundedStream(stream)
             except (httpcore2.ConnectError, httpcore2.ConnectTimeout) as exc:
                 failure = exc
         assert failure is not None
@@ -470,23 +474,32 @@ def read_capped(response: httpx2.Response, *, max_bytes: int, max_seconds: float
     (code "response_too_large") as soon as it passes `max_bytes`; the response is then closed.
     With `max_seconds`, a body still arriving after that long raises httpx2.ReadTimeout (the
     client's timeout bounds each read, not a slow drip)."""
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes and "content-encoding" not in response.headers:
-        response.close()
-        raise _too_large(response, max_bytes)
     started = time.monotonic()
     body = bytearray()
-    for chunk in _body_chunks(response):
+    for chunk in iter_capped(response, max_bytes=max_bytes):
         body += chunk
-        if len(body) > max_bytes:
-            response.close()
-            raise _too_large(response, max_bytes)
         if max_seconds is not None and time.monotonic() - started > max_seconds:
             response.close()
             raise httpx2.ReadTimeout(
                 f"The response took longer than {max_seconds:g} s to arrive.", request=response.request
             )
     return bytes(body)
+
+
+def iter_capped(response: httpx2.Response, *, max_bytes: int) -> Iterator[bytes]:
+    """The (decoded) body of a streamed response as it arrives, refused with EgressRefused
+    (code "response_too_large") as soon as it passes `max_bytes`; the response is then closed."""
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes and "content-encoding" not in response.headers:
+        response.close()
+        raise _too_large(response, max_bytes)
+    received = 0
+    for chunk in _body_chunks(response):
+        received += len(chunk)
+        if received > max_bytes:
+            response.close()
+            raise _too_large(response, max_bytes)
+        yield chunk
 
 
 def _body_chunks(response: httpx2.Response) -> Iterator[bytes]:

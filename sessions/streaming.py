@@ -4,6 +4,7 @@ published through the channel layer (only a wake-up for live listeners)."""
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import queue
@@ -278,6 +279,13 @@ def pump(
             put(_END)
         except BaseException as exc:  # handed to the runner, which records it
             put(_Failure(exc))
+        finally:
+            # An answer the runner no longer wants ends here, on this thread, closing its
+            # connection now rather than whenever the generator is collected.
+            close = getattr(items, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):  # nobody listens to this answer any more
+                    close()
 
     context = contextvars.copy_context()
     threading.Thread(target=context.run, args=(produce,), daemon=True, name="parley-agent").start()

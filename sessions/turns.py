@@ -32,6 +32,7 @@ from agents.redaction import agent_secrets, redacted_error
 from agents.selectors import agent_get_enabled
 from agents.tools import server_tools_for
 from agents.tools.base import ToolContext
+from config.db import release_pooled_connections
 from config.errors import ApiError, Conflict, InvalidRequest, NotFound, ServerError, validation_error
 from sessions.agent_loop import StoredMessage, ToolStep, run_agent_loop
 from sessions.events import CHUNK, DONE, ERROR, RESTART, TOOL_STEP, USAGE, publish_turn_events, turn_event
@@ -323,6 +324,7 @@ def _turn_run(turn: Turn) -> None:
                 "turn_id": turn.id,
                 "organization": turn.organization.slug,
             },
+            stop=stop,  # the backend drops its connection when the runner stops listening
         )
         loop = run_agent_loop(
             backend_for(agent.backend),
@@ -355,6 +357,9 @@ def _turn_run(turn: Turn) -> None:
                     stored.append({"role": "assistant", "content": "".join(step_text)})
                 _turn_finish_cancelled(turn, reply, writer, stored)
                 return
+            # Between these short steps the runner waits on the agent, for minutes perhaps: it
+            # waits without a database connection, so that waiting runners cannot drain the pool.
+            release_pooled_connections()
         writer.add(USAGE, usage_chunk(base, usage_payload(reply.usage)))
         writer.add(DONE)
         _turn_finish(
@@ -388,7 +393,8 @@ def _turn_run(turn: Turn) -> None:
 
 class _OwnershipWatch:
     """Renews the turn's lease while it runs and notices when the turn stops being this
-    runner's (cancelled, or taken over by another worker after a lost lease)."""
+    runner's (cancelled, or taken over by another worker after a lost lease). Each look is one
+    short query: between looks the runner holds no connection (release_pooled_connections)."""
 
     CHECK_SECONDS = 0.5
 

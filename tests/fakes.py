@@ -11,6 +11,8 @@ The fake upstream's behaviour is chosen by the `model` the agent asks for:
   that refuse a key do;
 - "fake-cut": three chunks, then the connection drops;
 - "fake-drip": six words, 0.4 s apart;
+- "fake-trickle": one chunk, then a newline every 0.2 s for ever (until the client goes, which
+  the server records: FakeServer.gone);
 - "fake-calc": calls the `calculator` tool with 0.175 * 2380, then answers with the result;
 - "fake-bad-args": calls `calculator` with malformed JSON arguments, then answers;
 - "fake-loop": calls `calculator` every time;
@@ -20,6 +22,8 @@ The fake upstream's behaviour is chosen by the `model` the agent asks for:
 from __future__ import annotations
 
 import json
+import select
+import socket
 import threading
 import time
 import uuid
@@ -29,12 +33,16 @@ from typing import Any
 
 from agents.tools.signing import verify
 
+# How long an answer that never ends (a fake's "trickle" behaviours) is held open at most.
+HOLD_SECONDS = 60
+
 
 @dataclass
 class Recorded:
     path: str
     headers: dict[str, str]  # names in lower case
     body: bytes
+    client_port: int = 0  # the port of the connection it came on
 
     @property
     def json(self) -> Any:
@@ -46,6 +54,9 @@ class FakeServer:
     server: ThreadingHTTPServer
     requests: list[Recorded] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # When (time.monotonic()) the client of an answer held open went away, by the marker of its
+    # request (the last user text).
+    gone: dict[str, float] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -54,6 +65,16 @@ class FakeServer:
     @property
     def port(self) -> int:
         return self.server.server_address[1]
+
+    def wait_until_gone(self, marker: str, timeout: float) -> float | None:
+        """When the client of the answer to `marker` went away, waiting up to `timeout` s for it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if marker in self.gone:
+                    return self.gone[marker]
+            time.sleep(0.02)
+        return None
 
     def received(self, marker: str) -> list[Recorded]:
         """The requests whose body contains `marker` (tests put a unique word in their messages)."""
@@ -83,7 +104,7 @@ class _Handler(BaseHTTPRequestHandler):
     def record(self) -> Recorded:
         length = int(self.headers.get("Content-Length", 0))
         headers = {name.lower(): value for name, value in self.headers.items()}
-        recorded = Recorded(self.path, headers, self.rfile.read(length))
+        recorded = Recorded(self.path, headers, self.rfile.read(length), self.client_address[1])
         with self.server.fake.lock:  # type: ignore[attr-defined]
             self.server.fake.requests.append(recorded)  # type: ignore[attr-defined]
         return recorded
@@ -110,6 +131,27 @@ class _Handler(BaseHTTPRequestHandler):
         data = payload if isinstance(payload, str) else json.dumps(payload)
         self.wfile.write(f"data: {data}\n\n".encode())
         self.wfile.flush()
+
+    def hold_open(self, marker: str, *, keep_alive: bytes = b"") -> None:
+        """Keep the answer open, writing `keep_alive` (if any) every 0.2 s, until the client goes
+        (at most HOLD_SECONDS); record when it went (FakeServer.gone)."""
+        deadline = time.monotonic() + HOLD_SECONDS
+        try:
+            while time.monotonic() < deadline:
+                readable, _, _ = select.select([self.connection], [], [], 0.2)
+                # The request was read whole: all that can come now is the end of the connection.
+                if readable and not self.connection.recv(1, socket.MSG_PEEK):
+                    break
+                if keep_alive:
+                    self.wfile.write(keep_alive)
+                    self.wfile.flush()
+            else:
+                return
+        except OSError:  # reset, or a broken pipe: gone too
+            pass
+        with self.server.fake.lock:  # type: ignore[attr-defined]
+            self.server.fake.gone[marker] = time.monotonic()  # type: ignore[attr-defined]
+        self.close_connection = True
 
 
 def _last_user_text(messages: list[dict]) -> str:
@@ -167,6 +209,10 @@ class UpstreamHandler(_Handler):
             )
         elif model == "fake-drip":
             self.stream_text(request, "slow and steady wins the race", pause=0.4)
+        elif model == "fake-trickle":
+            self.start_events()
+            self.event(self.chunk(request, {"role": "assistant", "content": "thinking"}))
+            self.hold_open(_last_user_text(messages), keep_alive=b"\n")
         elif model == "fake-cut":
             self.start_events()
             for word in ("one", " two", " three"):
@@ -256,7 +302,12 @@ LEAKY_WEBHOOK_SECRET = f"whsec-leaky-{uuid.uuid4().hex}"
 class WebhookHandler(_Handler):
     """Answers by path: /json (JSON), /sse (an event stream), /tools (a JSON tool call), /flaky
     (500 the first time a conversation is seen, then JSON), /leak (signed with
-    LEAKY_WEBHOOK_SECRET: 401 quoting the secret and the Parley-Signature header it received)."""
+    LEAKY_WEBHOOK_SECRET: 401 quoting the secret and the Parley-Signature header it received).
+
+    Answers that never end, held open until the client goes (recorded in FakeServer.gone):
+    /trickle (an event stream: one chunk, then a newline every 0.2 s), /trickle-json (JSON
+    headers, then a space every 0.2 s), /silent (nothing at all). /flood: an event stream whose
+    one line never ends (up to 64 MiB)."""
 
     seen: set[str] = set()
 
@@ -286,6 +337,26 @@ class WebhookHandler(_Handler):
                 self.event({"choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]})
             self.event({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
             self.event("[DONE]")
+        elif self.path == "/trickle":
+            self.start_events()
+            self.event({"choices": [{"index": 0, "delta": {"content": "thinking"}, "finish_reason": None}]})
+            self.hold_open(said, keep_alive=b"\n")
+        elif self.path == "/trickle-json":
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            self.hold_open(said, keep_alive=b" ")
+        elif self.path == "/silent":
+            self.hold_open(said)
+        elif self.path == "/flood":
+            self.start_events()
+            self.wfile.write(b"data: ")
+            try:
+                for _ in range(1024):
+                    self.wfile.write(b"x" * 65536)
+            except OSError:  # the client stopped reading: as expected
+                pass
         elif self.path == "/tools":
             self.send_json(
                 200,

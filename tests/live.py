@@ -29,6 +29,9 @@ SIGNIN_FAILURES_PER_ADDRESS = 12
 LEASE_SECONDS = 15
 RECOVERY_SECONDS = 2
 REQUEUE_SECONDS = 5
+# The deadline of one call to a webhook or an upstream: short, so that the tests of a trickling
+# answer see it pass quickly; the fakes' ordinary answers take well under a second.
+AGENT_CALL_SECONDS = 4
 
 
 @dataclass
@@ -71,6 +74,8 @@ def stack_env(mode: str, db_url: str, run_id: str, log_dir: Path, extra: dict[st
         PARLEY_TURN_LEASE_SECONDS=str(LEASE_SECONDS),
         PARLEY_RECOVERY_SECONDS=str(RECOVERY_SECONDS),
         PARLEY_TURN_REQUEUE_SECONDS=str(REQUEUE_SECONDS),
+        PARLEY_WEBHOOK_TIMEOUT_SECONDS=str(AGENT_CALL_SECONDS),
+        PARLEY_UPSTREAM_TIMEOUT_SECONDS=str(AGENT_CALL_SECONDS),
         # The idle-session tests run the sweep themselves (and one starts a fast sweep of its own).
         PARLEY_IDLE_SWEEP_SECONDS="3600",
         # The fake upstreams and webhooks listen on loopback: allowed explicitly, as operators would.

@@ -9,6 +9,7 @@ Backends never touch the database."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -23,6 +24,9 @@ class AgentCall:
     backend_config: dict[str, Any] = field(default_factory=dict)
     # Who is asking: {"agent": slug, "session_id": ..., "turn_id": ..., "organization": slug}
     context: dict[str, Any] = field(default_factory=dict)
+    # Set when the turn no longer wants the answer (cancelled, taken over, ended): a backend
+    # waiting on the network gives up at once (agents.bounds.outbound_bounds).
+    stop: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass(frozen=True)

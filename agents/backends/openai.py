@@ -3,19 +3,21 @@ LocalAI, OpenRouter...), called with the official SDK through the egress guard.
 
 Deltas are relayed as the upstream sends them: tool-call fragments keep their `index`, `id` and
 `function.name`. Connection errors, 429 and 5xx are retried with backoff, but only before the
-first chunk: after that a failure ends the stream with an error event."""
+first chunk: after that a failure ends the stream with an error event. Each call, its retries
+included, ends within PARLEY_UPSTREAM_TIMEOUT_SECONDS (504 `upstream_timeout`), and closes its
+connection as soon as the turn stops listening (agents.bounds)."""
 
 from __future__ import annotations
 
 import logging
 import math
 import random
-import time
 from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 
 import openai
+from django.conf import settings
 from rest_framework import serializers
 
 from agents.backends.base import (
@@ -26,6 +28,7 @@ from agents.backends.base import (
     public_config_without,
     validated_config_with_secret,
 )
+from agents.bounds import outbound_bounds
 from agents.egress import outbound_client
 from agents.secrets import KEY_VARIABLE_NOT_OFFERED, key_variable_offered, read_key_variable, unseal
 from agents.tokens import CHARS_PER_TOKEN, approx_prompt_tokens
@@ -125,46 +128,56 @@ class OpenAIBackend:
         client = _client(config["base_url"], _api_key(config), float(config.get("timeout", 60)))
         request = _upstream_request(call, config)
         retries = int(config.get("max_retries", 2))
-        for attempt in range(retries + 1):
-            started = False
-            try:
-                usage, produced, finished = None, 0, False
-                for chunk in client.chat.completions.create(**request):
-                    started = True
-                    for choice in chunk.choices:
-                        produced += len(choice.delta.content or "")
-                        finished = finished or choice.finish_reason is not None
-                        yield ChoiceDelta(
-                            index=choice.index,
-                            delta=choice.delta.model_dump(exclude_none=True),
-                            finish_reason=choice.finish_reason,
-                            logprobs=choice.logprobs.model_dump(exclude_none=True)
-                            if choice.logprobs
-                            else None,
+        deadline = settings.PARLEY_UPSTREAM_TIMEOUT_SECONDS
+        with outbound_bounds(seconds=deadline, stop=call.stop) as bounds:
+            for attempt in range(retries + 1):
+                started = False
+                try:
+                    usage, produced, finished = None, 0, False
+                    for chunk in client.chat.completions.create(**request):
+                        started = True
+                        for choice in chunk.choices:
+                            produced += len(choice.delta.content or "")
+                            finished = finished or choice.finish_reason is not None
+                            yield ChoiceDelta(
+                                index=choice.index,
+                                delta=choice.delta.model_dump(exclude_none=True),
+                                finish_reason=choice.finish_reason,
+                                logprobs=choice.logprobs.model_dump(exclude_none=True)
+                                if choice.logprobs
+                                else None,
+                            )
+                        if chunk.usage:
+                            usage = UsageReport(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                    if not finished:
+                        # The connection closed cleanly but the answer never ended: it was cut off.
+                        raise UpstreamError(
+                            "The upstream model's answer broke off.", code="upstream_incomplete"
                         )
-                    if chunk.usage:
-                        usage = UsageReport(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
-                if not finished:
-                    # The connection closed cleanly but the answer never ended: it was cut off.
-                    raise UpstreamError("The upstream model's answer broke off.", code="upstream_incomplete")
-                yield usage or UsageReport(
-                    approx_prompt_tokens(call.messages, call.params.get("tools")),
-                    math.ceil(produced / CHARS_PER_TOKEN),
-                )
-                return
-            except openai.APIError as exc:
-                error, retryable, wait = _mapped(exc)
-                if started or not retryable or attempt == retries:
-                    raise error from exc
-                delay = wait if wait is not None else _backoff(attempt)
-                logger.warning(
-                    "Upstream %s failed (%s); retry %d in %.1f s",
-                    config["base_url"],
-                    error.code,
-                    attempt + 1,
-                    delay,
-                )
-                time.sleep(delay)
+                    yield usage or UsageReport(
+                        approx_prompt_tokens(call.messages, call.params.get("tools")),
+                        math.ceil(produced / CHARS_PER_TOKEN),
+                    )
+                    return
+                except openai.APIError as exc:
+                    if bounds.stopped:
+                        raise  # the turn no longer listens
+                    if bounds.expired:
+                        raise GatewayTimeout(
+                            f"The upstream model did not finish its answer within {deadline:g} s.",
+                            code="upstream_timeout",
+                        ) from exc
+                    error, retryable, wait = _mapped(exc)
+                    delay = wait if wait is not None else _backoff(attempt)
+                    if started or not retryable or attempt == retries or not bounds.pause(delay):
+                        raise error from exc
+                    logger.warning(
+                        "Upstream %s failed (%s); retried %d after %.1f s",
+                        config["base_url"],
+                        error.code,
+                        attempt + 1,
+                        delay,
+                    )
 
 
 def _api_key(config: dict[str, Any]) -> str:

@@ -174,6 +174,11 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": PARLEY_IDLE_SWEEP_SECONDS},
     },
 }
+# The longest one call to an agent's webhook, or to an `openai` agent's upstream, may take (one
+# round of a turn, its retries included), however slowly the answer trickles in: then the turn
+# fails with 504 webhook_timeout or upstream_timeout (agents/bounds.py).
+PARLEY_WEBHOOK_TIMEOUT_SECONDS = env_float("PARLEY_WEBHOOK_TIMEOUT_SECONDS", 120.0)
+PARLEY_UPSTREAM_TIMEOUT_SECONDS = env_float("PARLEY_UPSTREAM_TIMEOUT_SECONDS", 600.0)
 # A request identical to the session's last one within this window is treated as a retry of it.
 PARLEY_RETRY_WINDOW_SECONDS = env_int("PARLEY_RETRY_WINDOW_SECONDS", 10)
 # An event stream that hears nothing from its turn for this long ends with a turn_timeout error
@@ -185,8 +190,15 @@ PARLEY_SSE_KEEPALIVE_SECONDS = env_float("PARLEY_SSE_KEEPALIVE_SECONDS", 15.0)
 PARLEY_DB_THREADS = env_int("PARLEY_DB_THREADS", 8)
 # Threads that parse and validate chat request bodies, off the event loop (see config/offload.py).
 PARLEY_PARSE_THREADS = env_int("PARLEY_PARSE_THREADS", 8)
-# Threads of the in-process executor (embedded mode).
-PARLEY_INLINE_WORKERS = env_int("PARLEY_INLINE_WORKERS", 16)
+# Threads of the in-process executor (embedded mode), and how many of them one organization's
+# turns may hold at once: its other turns wait for one of them to end (sessions/executors.py), so
+# that one organization's slow agent leaves threads to the others.
+PARLEY_INLINE_WORKERS = env_int("PARLEY_INLINE_WORKERS", 32)
+PARLEY_INLINE_TURNS_PER_ORGANIZATION = env_int("PARLEY_INLINE_TURNS_PER_ORGANIZATION", 8)
+if not 1 <= PARLEY_INLINE_TURNS_PER_ORGANIZATION <= PARLEY_INLINE_WORKERS:
+    raise ImproperlyConfigured(
+        "PARLEY_INLINE_TURNS_PER_ORGANIZATION must be from 1 to PARLEY_INLINE_WORKERS."
+    )
 PARLEY_MAX_BODY_BYTES = env_int("PARLEY_MAX_BODY_BYTES", 4 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = PARLEY_MAX_BODY_BYTES
 # Django's ASGI handler writes a body past this size to a temporary file, from the event loop: an
