@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Min
 from django.utils import timezone
 
 from config.db import db_call
@@ -33,6 +34,8 @@ logger = logging.getLogger(__name__)
 # A running turn whose lease expired this long ago has lost its worker, and recovery (which runs
 # every PARLEY_RECOVERY_SECONDS) has not taken it over or ended it: it is not running.
 LEASE_GRACE_SECONDS = 5
+# Batches (of up to 256 events each) read from the store at once by a listener.
+STORE_PAGE_BATCHES = 4
 
 
 def sse_event(event: dict[str, Any]) -> str:
@@ -46,7 +49,7 @@ async def sse_stream(
     """The turn's events as SSE text, with a comment line at least every keep-alive interval."""
     loop = asyncio.get_running_loop()
     last_write = loop.time()
-    next_seq = after_seq + 1
+    last_seq = after_seq
     try:
         async for event in follow_turn(turn_id, after_seq=after_seq):
             if event is None:
@@ -54,18 +57,20 @@ async def sse_stream(
                     last_write = loop.time()
                     yield ": keep-alive\n\n"
                 continue
-            next_seq = event["seq"] + 1
+            last_seq = event["seq"]
             if (event["kind"] == USAGE and not include_usage) or (
                 event["kind"] == TOOL_STEP and not include_tool_steps
             ):
                 continue
             last_write = loop.time()
             yield sse_event(event)
+    except ApiError as error:  # a known failure (the database went away): the client follows again
+        yield sse_event(_synthetic_error(last_seq, error))
     except Exception:
         # The stream has started, so the status line is sent: end it with the envelope.
         logger.exception("Streaming turn %s failed", turn_id)
         error = ServerError("The server had an error while streaming this turn.", code="stream_error")
-        yield sse_event(_synthetic_error(next_seq, error))
+        yield sse_event(_synthetic_error(last_seq, error))
 
 
 async def follow_turn(turn_id: str, *, after_seq: int) -> AsyncIterator[dict[str, Any] | None]:
@@ -82,19 +87,23 @@ async def follow_turn(turn_id: str, *, after_seq: int) -> AsyncIterator[dict[str
     heard_at = loop.time()
     async with TurnInbox(turn_id) as inbox:
         while True:
-            stored = await db_call(_stored_events, turn_id, cursor.next_seq)
+            stored, more = await db_call(
+                _stored_events, turn_id, cursor.next_seq, skip_superseded=not cursor.holds_events
+            )
             if stored:
                 heard_at = loop.time()
             for event in cursor.take(stored):
                 yield event
                 if cursor.ended:
                     return
+            if more:
+                continue
             if loop.time() - heard_at >= settings.PARLEY_STREAM_IDLE_SECONDS:
-                yield _synthetic_error(cursor.next_seq, _silent_too_long(turn_id))
+                yield _synthetic_error(cursor.next_seq - 1, _silent_too_long(turn_id))
                 return
             ended = await db_call(_ended_without_terminal_event, turn_id)
             if ended is not None:
-                yield _synthetic_error(cursor.next_seq, ended)
+                yield _synthetic_error(cursor.next_seq - 1, ended)
                 return
             # Live: take events from the layer while they follow on without a gap.
             while True:
@@ -141,9 +150,41 @@ class _Cursor:
                 return
 
 
-def _stored_events(turn_id: str, from_seq: int) -> list[dict[str, Any]]:
-    batches = TurnEventBatch.objects.filter(turn_id=turn_id, last_seq__gte=from_seq).order_by("first_seq")
-    return [event for batch in batches for event in batch.events if event["seq"] >= from_seq]
+def _stored_events(
+    turn_id: str, from_seq: int, *, skip_superseded: bool
+) -> tuple[list[dict[str, Any]], bool]:
+    """The stored events from `from_seq` on, a page of STORE_PAGE_BATCHES batches at a time (a
+    listener far behind, its client slow, holds one page, not the whole turn), and whether more
+    are stored. With `skip_superseded` (a listener that holds none of the turn's events) the
+    page starts at the latest restart marker, if it is further on: what comes before it is
+    superseded, and a page that stopped short of it would hand the listener a lost attempt's
+    events."""
+    if skip_superseded:
+        from_seq = max(from_seq, _latest_restart_seq(turn_id))
+    batches = list(
+        TurnEventBatch.objects.filter(turn_id=turn_id, last_seq__gte=from_seq).order_by("first_seq")[
+            : STORE_PAGE_BATCHES + 1
+        ]
+    )
+    page = batches[:STORE_PAGE_BATCHES]
+    events = [event for batch in page for event in batch.events if event["seq"] >= from_seq]
+    return events, len(batches) > STORE_PAGE_BATCHES
+
+
+def _latest_restart_seq(turn_id: str) -> int:
+    """Where the latest restart marker is, 0 if none: a takeover's first batch holds it."""
+    takeovers_first_batches = (
+        TurnEventBatch.objects.filter(turn_id=turn_id, attempt__gt=1)
+        .values("attempt")
+        .annotate(start=Min("first_seq"))
+        .values_list("start", flat=True)
+    )
+    batches = (
+        TurnEventBatch.objects.filter(turn_id=turn_id, first_seq__in=list(takeovers_first_batches))
+        .order_by("-first_seq")
+        .values_list("first_seq", "events")
+    )
+    return next((first_seq for first_seq, events in batches if events[0]["kind"] == RESTART), 0)
 
 
 def _ended_without_terminal_event(turn_id: str) -> ApiError | None:
@@ -172,5 +213,8 @@ def _silent_too_long(turn_id: str) -> ApiError:
     )
 
 
-def _synthetic_error(seq: int, error: ApiError) -> dict[str, Any]:
-    return {"seq": seq, "kind": ERROR, "data": error.payload()}
+def _synthetic_error(last_seq: int, error: ApiError) -> dict[str, Any]:
+    """An error event that ends a stream early but is not part of the turn's record: it carries
+    the id of the last event given (0 when none), so that following the turn again with that
+    Last-Event-ID misses nothing."""
+    return {"seq": last_seq, "kind": ERROR, "data": error.payload()}
