@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf_exceptions
 
@@ -120,10 +121,31 @@ class UpstreamError(ApiError):
     default_code = "upstream_error"
 
 
+class ServiceUnavailable(ApiError):
+    status = 503
+    error_type = "server_error"
+    default_code = "service_unavailable"
+
+
 class GatewayTimeout(ApiError):
     status = 504
     error_type = "timeout_error"
     default_code = "timeout"
+
+
+# What the database driver raises when the server cannot be reached or a connection broke (and,
+# with the connection pool, when no connection came within DB_POOL_TIMEOUT): worth a retry.
+DATABASE_UNAVAILABLE_ERRORS = (OperationalError, InterfaceError)
+# When a client is asked to try again after the database failed: about how long a restart takes.
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+
+def database_unavailable() -> ServiceUnavailable:
+    return ServiceUnavailable(
+        "The database is unavailable at the moment; try again shortly.",
+        code="database_unavailable",
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+    )
 
 
 def error_response(error: ApiError) -> JsonResponse:
@@ -189,6 +211,9 @@ def api_error_for(exc: Exception) -> ApiError | None:
     """Map Django's and DRF's own exceptions onto the hierarchy; None for real faults."""
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, DATABASE_UNAVAILABLE_ERRORS):
+        logger.warning("The database is unavailable: %s", exc.__class__.__name__)
+        return database_unavailable()
     if isinstance(exc, RequestDataTooBig):
         from django.conf import settings
 

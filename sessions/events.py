@@ -5,6 +5,7 @@ the database stays the record, and listeners re-read it on a gap and on a timer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -18,6 +19,12 @@ logger = logging.getLogger(__name__)
 
 # A listener re-reads the database at least this often, whatever the layer delivers.
 RECHECK_SECONDS = 1.0
+# After a failure of the layer, how often an inbox tries to subscribe again.
+RESUBSCRIBE_SECONDS = RECHECK_SECONDS
+# How long opening an inbox waits for its subscription before the listener goes on without it.
+SUBSCRIBE_WAIT_SECONDS = 2.0
+# Messages an inbox keeps for a listener that is busy (its client reads slowly); more are dropped.
+INBOX_MESSAGES = 4
 # The kinds of a turn's stream events; a stream ends with one of the terminal two. RESTART marks
 # where a new attempt's events begin after a takeover (see sessions/api/sse.py, follow_turn).
 CHUNK, USAGE, TOOL_STEP, DONE, ERROR = "chunk", "usage", "tool_step", "done", "error"
@@ -39,6 +46,10 @@ def turn_event(seq: int, kind: str, data: dict[str, Any] | None = None) -> TurnE
     return {"seq": seq, "kind": kind, "data": text}
 
 
+# Inboxes' reader tasks that are unsubscribing: referenced until done, or they may be collected.
+_background: set[asyncio.Task] = set()
+
+
 def turn_group(turn_id: str) -> str:
     return f"turn.{turn_id}"
 
@@ -55,44 +66,90 @@ def publish_turn_events(turn_id: str, events: list[TurnEvent]) -> None:
 
 
 class TurnInbox:
-    """A subscription to a turn's wake-ups: `async with TurnInbox(turn_id) as inbox`."""
+    """A subscription to a turn's wake-ups: `async with TurnInbox(turn_id) as inbox`.
+
+    A task of the inbox's own reads the layer; `receive` only waits on the inbox's small queue.
+    So `receive` returns within its timeout whatever the layer does: a layer call can outlive
+    its caller's timeout (with Redis going away mid-call, cancelling channels_redis's receive
+    did not end it, and listeners that waited on it went silent), and a listener that is not
+    reading (its client is slow) must not make the layer hold its messages. A message that
+    finds the queue full is dropped: the listener sees the gap and reads the event store.
+
+    When the layer fails, the task subscribes again every RESUBSCRIBE_SECONDS until it works (a
+    Redis restarted without its data has forgotten the group); until then `receive` times out
+    and the listener reads the event store."""
 
     def __init__(self, turn_id: str) -> None:
         self.group = turn_group(turn_id)
         self.layer = get_channel_layer()
-        self.channel: str | None = None
+        self._messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=INBOX_MESSAGES)
+        self._first_try_over = asyncio.Event()
+        self._reader: asyncio.Task | None = None
 
     async def __aenter__(self) -> TurnInbox:
-        try:
-            self.channel = await self.layer.new_channel()
-            await self.layer.group_add(self.group, self.channel)
-        except Exception:
-            logger.warning("Channel layer unavailable; following %s by polling", self.group, exc_info=True)
-            self.channel = None
+        self._reader = asyncio.create_task(self._read_layer(), name=f"parley-inbox {self.group}")
+        # Subscribed before the listener reads the store, so that what is stored next wakes it; a
+        # layer that fails or does not answer soon is not waited for (the store is read anyway).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._first_try_over.wait(), timeout=SUBSCRIBE_WAIT_SECONDS)
         return self
 
     async def __aexit__(
         self, kind: type | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
-        if self.channel is not None:
-            try:
-                await self.layer.group_discard(self.group, self.channel)
-            except Exception:
-                logger.debug("group_discard failed for %s", self.group, exc_info=True)
+        if self._reader is not None:
+            # Its unsubscribing is not waited for: the stream ends now, even with Redis away.
+            self._reader.cancel()
+            _background.add(self._reader)
+            self._reader.add_done_callback(_background.discard)
 
     async def receive(self, timeout: float) -> dict[str, Any] | None:
         """The next message, or None when `timeout` passes first."""
-        if self.channel is None:
-            await asyncio.sleep(timeout)
-            return None
         try:
-            return await asyncio.wait_for(self.layer.receive(self.channel), timeout=timeout)
+            return await asyncio.wait_for(self._messages.get(), timeout=timeout)
         except TimeoutError:
             return None
-        except Exception:
-            logger.debug("Channel layer receive failed", exc_info=True)
-            await asyncio.sleep(timeout)
-            return None
+
+    async def _read_layer(self) -> None:
+        channel: str | None = None
+        subscribed = failing = False
+        try:
+            while True:
+                try:
+                    if not subscribed:
+                        channel = channel or await self.layer.new_channel()
+                        await self.layer.group_add(self.group, channel)
+                        subscribed = True
+                        self._first_try_over.set()
+                        if failing:
+                            logger.info("Channel layer back: %s is followed through it again", self.group)
+                            failing = False
+                    message = await self.layer.receive(channel)
+                except Exception as exc:
+                    # The store is read meanwhile; once the layer works the group is joined again.
+                    if not failing:
+                        logger.warning(
+                            "Channel layer failed (%s): following %s through the event store until it "
+                            "is back",
+                            exc.__class__.__name__,
+                            self.group,
+                        )
+                    failing, subscribed = True, False
+                    self._first_try_over.set()
+                    await asyncio.sleep(RESUBSCRIBE_SECONDS)
+                    continue
+                with contextlib.suppress(asyncio.QueueFull):
+                    self._messages.put_nowait(message)
+        finally:
+            if channel is not None:
+                await _discard_quietly(self.layer, self.group, channel)
+
+
+async def _discard_quietly(layer: Any, group: str, channel: str) -> None:
+    try:
+        await layer.group_discard(group, channel)
+    except Exception:  # the group's entry expires by itself
+        logger.debug("group_discard failed for %s", group, exc_info=True)
 
 
 async def wait_for_turn(turn_id: str, *, is_finished: Callable[[], Awaitable[bool]], timeout: float) -> bool:

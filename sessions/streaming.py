@@ -10,13 +10,14 @@ import json
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Min
 
 from agents.backends.base import ChoiceDelta, StreamItem, UsageReport
-from sessions.events import TurnEvent, publish_turn_events, turn_event
+from sessions.events import RESTART, TurnEvent, publish_turn_events, turn_event
 from sessions.models import Turn, TurnEventBatch
 
 SYSTEM_FINGERPRINT = "fp_parley_0_1"
@@ -212,7 +213,48 @@ def store_events(turn_id: str, events: list[TurnEvent], *, attempt: int) -> None
 def stored_events(turn_id: str, from_seq: int) -> list[TurnEvent]:
     """The turn's stored events from `from_seq` on, in order, exactly as they were made."""
     batches = TurnEventBatch.objects.filter(turn_id=turn_id, last_seq__gte=from_seq).order_by("first_seq")
+    return _events_of(batches, from_seq)
+
+
+def _events_of(batches: Iterable[TurnEventBatch], from_seq: int) -> list[TurnEvent]:
     return [event for batch in batches for event in json.loads(batch.events) if event["seq"] >= from_seq]
+
+
+# Batches (of up to BATCH_MAX_EVENTS events each) a listener reads from the store at once.
+STORE_PAGE_BATCHES = 4
+
+
+def stored_events_page(turn_id: str, from_seq: int, *, skip_superseded: bool) -> tuple[list[TurnEvent], bool]:
+    """The stored events from `from_seq` on, a page of STORE_PAGE_BATCHES batches at a time (a
+    listener far behind, its client slow, holds one page, not the whole turn), and whether more
+    are stored. With `skip_superseded` (a listener that holds none of the turn's events) the
+    page starts at the latest restart marker, if it is further on: what comes before it is
+    superseded, and a page that stopped short of it would hand the listener a lost attempt's
+    events."""
+    if skip_superseded:
+        from_seq = max(from_seq, _latest_restart_seq(turn_id))
+    batches = list(
+        TurnEventBatch.objects.filter(turn_id=turn_id, last_seq__gte=from_seq).order_by("first_seq")[
+            : STORE_PAGE_BATCHES + 1
+        ]
+    )
+    return _events_of(batches[:STORE_PAGE_BATCHES], from_seq), len(batches) > STORE_PAGE_BATCHES
+
+
+def _latest_restart_seq(turn_id: str) -> int:
+    """Where the latest restart marker is, 0 if none: a takeover's first batch holds it."""
+    takeovers_first_batches = (
+        TurnEventBatch.objects.filter(turn_id=turn_id, attempt__gt=1)
+        .values("attempt")
+        .annotate(start=Min("first_seq"))
+        .values_list("start", flat=True)
+    )
+    batches = (
+        TurnEventBatch.objects.filter(turn_id=turn_id, first_seq__in=list(takeovers_first_batches))
+        .order_by("-first_seq")
+        .values_list("first_seq", "events")
+    )
+    return next((first for first, events in batches if json.loads(events)[0]["kind"] == RESTART), 0)
 
 
 def store_events_fenced(turn_id: str, events: list[TurnEvent], *, attempt: int) -> bool:

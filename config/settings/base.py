@@ -71,11 +71,27 @@ TEMPLATES = [
 # --- database -------------------------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'var' / 'parley.sqlite3'}")
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DB_POOL", True):
-    # psycopg's pool: connections are reused across requests and their number stays bounded.
-    DATABASES["default"]["OPTIONS"] = {
-        "pool": {"min_size": env_int("DB_POOL_MIN", 1), "max_size": env_int("DB_POOL_MAX", 20), "timeout": 30}
-    }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A server that does not answer (its host gone) fails the connection attempt after this, rather
+    # than never.
+    DATABASES["default"]["OPTIONS"] = {"connect_timeout": env_int("DB_CONNECT_TIMEOUT", 5)}
+    if env_bool("DB_POOL", True):
+        # psycopg's pool: connections are reused across requests and their number stays bounded.
+        # A request that gets no connection within DB_POOL_TIMEOUT (the server is down, or every
+        # connection is busy) is answered 503 database_unavailable with Retry-After (config/errors.py).
+        pool_timeout = env_float("DB_POOL_TIMEOUT", 5.0)
+        DATABASES["default"]["OPTIONS"]["pool"] = {
+            "min_size": env_int("DB_POOL_MIN", 1),
+            "max_size": env_int("DB_POOL_MAX", 20),
+            "timeout": pool_timeout,
+            # The pool retries a failed connection with a growing delay (1, 2, 4, ... s). Ending
+            # each series of retries after this long lets the next request start a new one at once,
+            # so that service resumes within seconds of the server's return, however long it was away.
+            "reconnect_timeout": pool_timeout,
+        }
+        # The pool checks each connection as it hands it out (psycopg_pool's `check`): after the
+        # server restarted, the dead ones are replaced instead of failing a request each.
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL and IMMEDIATE transactions let the web threads and the in-process executor write
     # concurrently without "database is locked" errors; writers queue on the busy timeout.

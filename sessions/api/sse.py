@@ -27,7 +27,7 @@ from sessions.events import (
     turn_event,
 )
 from sessions.models import Turn
-from sessions.streaming import stored_events
+from sessions.streaming import stored_events_page
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ async def sse_stream(
     """The turn's events as SSE text, with a comment line at least every keep-alive interval."""
     loop = asyncio.get_running_loop()
     last_write = loop.time()
-    next_seq = after_seq + 1
+    last_seq = after_seq
     try:
         async for event in follow_turn(turn_id, after_seq=after_seq):
             if event is None:
@@ -55,18 +55,20 @@ async def sse_stream(
                     last_write = loop.time()
                     yield ": keep-alive\n\n"
                 continue
-            next_seq = event["seq"] + 1
+            last_seq = event["seq"]
             if (event["kind"] == USAGE and not include_usage) or (
                 event["kind"] == TOOL_STEP and not include_tool_steps
             ):
                 continue
             last_write = loop.time()
             yield sse_event(event)
+    except ApiError as error:  # a known failure (the database went away): the client follows again
+        yield sse_event(_synthetic_error(last_seq, error))
     except Exception:
         # The stream has started, so the status line is sent: end it with the envelope.
         logger.exception("Streaming turn %s failed", turn_id)
         error = ServerError("The server had an error while streaming this turn.", code="stream_error")
-        yield sse_event(_synthetic_error(next_seq, error))
+        yield sse_event(_synthetic_error(last_seq, error))
 
 
 async def follow_turn(turn_id: str, *, after_seq: int) -> AsyncIterator[TurnEvent | None]:
@@ -85,17 +87,21 @@ async def follow_turn(turn_id: str, *, after_seq: int) -> AsyncIterator[TurnEven
     finished = False
     async with TurnInbox(turn_id) as inbox:
         while True:
-            stored = await db_call(stored_events, turn_id, cursor.next_seq)
+            stored, more = await db_call(
+                stored_events_page, turn_id, cursor.next_seq, skip_superseded=not cursor.holds_events
+            )
             if stored:
                 heard_at = loop.time()
             for event in cursor.take(stored):
                 yield event
                 if cursor.ended:
                     return
+            if more:
+                continue
             if finished:
                 return
             if loop.time() - heard_at >= settings.PARLEY_STREAM_IDLE_SECONDS:
-                yield _synthetic_error(cursor.next_seq, _silent_too_long(turn_id))
+                yield _synthetic_error(cursor.next_seq - 1, _silent_too_long(turn_id))
                 return
             ended = await db_call(_ended_without_terminal_event, turn_id)
             if ended == "finished":
@@ -103,7 +109,7 @@ async def follow_turn(turn_id: str, *, after_seq: int) -> AsyncIterator[TurnEven
                 finished = True
                 continue
             if ended is not None:
-                yield _synthetic_error(cursor.next_seq, ended)
+                yield _synthetic_error(cursor.next_seq - 1, ended)
                 return
             # Live: take events from the layer while they follow on without a gap.
             while True:
@@ -175,5 +181,8 @@ def _silent_too_long(turn_id: str) -> ApiError:
     )
 
 
-def _synthetic_error(seq: int, error: ApiError) -> TurnEvent:
-    return turn_event(seq, ERROR, error.payload())
+def _synthetic_error(last_seq: int, error: ApiError) -> TurnEvent:
+    """An error event that ends a stream early but is not part of the turn's record: it carries
+    the id of the last event given (0 when none), so that following the turn again with that
+    Last-Event-ID misses nothing."""
+    return turn_event(last_seq, ERROR, error.payload())
