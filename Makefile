@@ -9,7 +9,7 @@ BIN = $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install install-test run test test-embedded test-production lint
+.PHONY: install install-test run test test-embedded test-production test-faults lint
 
 install: $(VENV)/.installed
 
@@ -55,6 +55,15 @@ test-embedded: install-test
 test-production: install-test
 	bash tests/ensure_services.sh
 	PARLEY_TEST_STACK=production $(BIN)/python -m pytest
+
+# The fault suite alone (tests/faults, RELIABILITY.md), in both run modes, with 20 trials of each
+# kill instead of the 2 that `make test` runs; PARLEY_FAULT_TRIALS=N make test-faults for another number.
+PARLEY_FAULT_TRIALS ?= 20
+
+test-faults: install-test
+	bash tests/ensure_services.sh
+	PARLEY_FAULT_TRIALS=$(PARLEY_FAULT_TRIALS) PARLEY_TEST_STACK=embedded $(BIN)/python -m pytest tests/faults -s
+	PARLEY_FAULT_TRIALS=$(PARLEY_FAULT_TRIALS) PARLEY_TEST_STACK=production $(BIN)/python -m pytest tests/faults -s
 
 lint: install
 	$(BIN)/ruff check .

@@ -68,12 +68,12 @@ def publish_turn_events(turn_id: str, events: list[TurnEvent]) -> None:
 class TurnInbox:
     """A subscription to a turn's wake-ups: `async with TurnInbox(turn_id) as inbox`.
 
-    A task of the inbox's own reads the layer; `receive` only waits on the inbox's small queue.
-    So `receive` returns within its timeout whatever the layer does: a layer call can outlive
-    its caller's timeout (with Redis going away mid-call, cancelling channels_redis's receive
-    did not end it, and listeners that waited on it went silent), and a listener that is not
-    reading (its client is slow) must not make the layer hold its messages. A message that
-    finds the queue full is dropped: the listener sees the gap and reads the event store.
+    A task of the inbox's own reads the layer; `receive` only waits on the inbox's small queue,
+    so it returns within its timeout whatever the layer does. (Listeners that awaited the
+    layer's receive themselves went silent when Redis was restarted under them: no event, no
+    keep-alive, until well after their turns had ended.) A listener that is not reading (its
+    client is slow) holds at most INBOX_MESSAGES messages: one that finds the queue full is
+    dropped, and the listener reads the event store when it sees the gap.
 
     When the layer fails, the task subscribes again every RESUBSCRIBE_SECONDS until it works (a
     Redis restarted without its data has forgotten the group); until then `receive` times out

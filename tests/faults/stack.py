@@ -42,6 +42,8 @@ MAX_ATTEMPTS = 3
 KEEPALIVE_SECONDS = 2
 # A client waits this long for a non-streaming answer: long enough for a turn run again by recovery.
 TURN_WAIT_SECONDS = 60
+# Pool processes of the stack's worker: four turns answered at once.
+WORKER_CONCURRENCY = 4
 FINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 
 
@@ -158,9 +160,9 @@ class FaultStack(Stack):
         return (self.log_dir / "web.log").read_text(errors="replace")
 
 
-def fault_stack_start(backing: Backing, *, name: str, concurrency: int, **extra: str) -> FaultStack:
-    log_dir = Path(tempfile.mkdtemp(prefix=f"parley-faults-{name}-"))
-    env = fault_env(backing, run_id=f"{os.getpid()}-{name}", log_dir=log_dir, **extra)
+def fault_stack_start(backing: Backing, *, concurrency: int) -> FaultStack:
+    log_dir = Path(tempfile.mkdtemp(prefix="parley-faults-"))
+    env = fault_env(backing, run_id=str(os.getpid()), log_dir=log_dir)
     stack = FaultStack(mode="production", url="", env=env, backing=backing, log_dir=log_dir)
     try:
         stack.start_worker(concurrency)

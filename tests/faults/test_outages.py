@@ -14,7 +14,6 @@ tests' own, tests/faults/servers.py), the same Parley processes running througho
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -23,12 +22,8 @@ from tests.faults.stack import (
     KEEPALIVE_SECONDS,
     LEASE_SECONDS,
     BackgroundRequest,
-    FaultStack,
     chat,
-    create_echo_agent,
     echo_answer,
-    fault_stack_start,
-    fault_stack_stop,
     first_turn,
     session_exists,
     transcript,
@@ -57,21 +52,10 @@ DATABASE_UNAVAILABLE = {
     }
 }
 # The first requests of an outage wait for a connection for DB_POOL_TIMEOUT (5 s), and may queue
-# for a free database thread behind as many others; once one has failed, the others are answered at
-# once (but the one that tries the database again).
+# for a free database thread behind as many others; once one has failed, the requests that reach
+# the database through db_call are answered at once (but the one that tries the database again).
 FIRST_ANSWER_BOUND = 15
 KNOWN_OUTAGE_ANSWER_BOUND = 1
-
-
-@pytest.fixture(scope="module")
-def fault_stack(backing) -> Iterator[FaultStack]:
-    stack = fault_stack_start(backing, name="outages", concurrency=4)
-    # About 2 s per answer, so that a restart finds turns answering, waiting and done.
-    create_echo_agent(stack, "outage-slow", chunk_delay_seconds=0.15)
-    try:
-        yield stack
-    finally:
-        fault_stack_stop(stack)
 
 
 def test_redis_restarted_during_streams_ends_every_stream_and_loses_no_event(fault_stack):
@@ -85,7 +69,7 @@ def test_redis_restarted_during_streams_ends_every_stream_and_loses_no_event(fau
         session: TimedStream(
             chat_url,
             tenant.key,
-            {"model": "outage-slow", "messages": [user(text)], "stream": True, "session_id": session},
+            {"model": "slow", "messages": [user(text)], "stream": True, "session_id": session},
         )
         for session, text in texts.items()
     }
@@ -154,13 +138,13 @@ def test_postgres_restarted_answers_503_meanwhile_and_every_turn_ends_once(fault
         session: TimedStream(
             f"{api_url}/chat/completions",
             key,
-            {"model": "outage-slow", "messages": [user(text)], "stream": True, "session_id": session},
+            {"model": "slow", "messages": [user(text)], "stream": True, "session_id": session},
         )
         for session, text in texts.items()
     }
     for stream in streams.values():
         stream.start()
-    waiting_body = {"model": "outage-slow", "messages": [user("wait for me")], "session_id": "pg-waiting"}
+    waiting_body = {"model": "slow", "messages": [user("wait for me")], "session_id": "pg-waiting"}
     waiting = BackgroundRequest("POST", f"{api_url}/chat/completions", key, json=waiting_body)
     waiting.start()
     wait_for(list(streams.values()), count=2, events=3)
@@ -204,8 +188,12 @@ def test_postgres_restarted_answers_503_meanwhile_and_every_turn_ends_once(fault
         assert request.response.headers["Retry-After"] == "5", name
     first_seconds = sorted(request.seconds for request in first_wave.values())
     second_seconds = sorted(request.seconds for request in second_wave.values())
-    assert first_seconds[-1] <= FIRST_ANSWER_BOUND, first_wave
-    assert second_seconds[-2] <= KNOWN_OUTAGE_ANSWER_BOUND, second_seconds
+    assert first_seconds[-1] <= FIRST_ANSWER_BOUND, first_seconds
+    # (sign-in, which needs no key, reaches the database from a view's own thread: it waits for
+    # the pool each time; and one request tries the database again)
+    known_outage = sorted(request.seconds for name, request in second_wave.items() if name != "sign-in")
+    assert known_outage[-2] <= KNOWN_OUTAGE_ANSWER_BOUND, known_outage
+    assert second_wave["sign-in"].seconds <= FIRST_ANSWER_BOUND
     assert (healthz.status_code, healthz.json()) == (200, {"status": "ok"})
     # and the waiting client was told to come back (it does, below)
     assert (waiting.response.status_code, waiting.response.json()) == (503, DATABASE_UNAVAILABLE)
