@@ -332,7 +332,7 @@ def test_public_endpoints_need_no_credentials(stack, name, path, method, permiss
         response = call(stack, None, "GET", path)
         assert (response.status_code, response.headers["content-type"]) == (200, "application/json")
         schema = response.json()
-        assert (schema["openapi"], schema["info"]["title"]) == ("3.0.3", "Parley API")
+        assert (schema["openapi"], schema["info"]["title"]) == ("3.1.0", "Parley API")
         assert "/v1/chat/completions" in schema["paths"]
         return
     if name == "docs":
