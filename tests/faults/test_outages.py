@@ -118,11 +118,15 @@ def test_redis_restarted_during_streams_ends_every_stream_and_loses_no_event(fau
         got, followed = followed_to_the_end(stream, stack.api_url, tenant.key, turn_ids[session])
         resumed += followed
         assert ids_and_data(got) == ids_and_data(whole.events), session
+        # and so does a client that dropped halfway, whenever it got there
+        halfway = len(whole.events) // 2
+        rest = stored_stream(stack.api_url, tenant.key, turn_ids[session], whole.events[halfway].id)
+        assert ids_and_data(rest.events) == ids_and_data(whole.events[halfway + 1 :]), session
     print(
         f"\nredis restarted ({REDIS_DOWN_SECONDS} s down) under {REDIS_STREAMS} streams: endings {endings}, "
-        f"{resumed} resumed with Last-Event-ID, longest silence {max(silences.values()):.1f} s "
-        f"(bound {SILENCE_BOUND} s), all ended {ended_at - back_at:.1f} s after Redis was back, "
-        f"a new request answered {answered_in:.2f} s after it"
+        f"{resumed} followed again with Last-Event-ID (and each from halfway), longest silence "
+        f"{max(silences.values()):.1f} s (bound {SILENCE_BOUND} s), all ended {ended_at - back_at:.1f} s "
+        f"after Redis was back, a new request answered {answered_in:.2f} s after it"
     )
     assert max(silences.values()) <= SILENCE_BOUND, silences
 
