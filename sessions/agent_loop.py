@@ -1,5 +1,5 @@
 """One turn of an agent with server-side tools: model -> the server tools it calls -> model, at
-most the agent's `max_tool_steps` rounds. It runs on the agent's thread (sessions.streaming.pump)
+most the agent's `max_tool_steps` rounds. It runs on the agent's thread (sessions/pump.py)
 and touches no database: it yields what the client sees (ChoiceDelta, UsageReport), the tool
 steps for clients that asked to see them (ToolStep), and every message to store in the session
 (StoredMessage), in order.
@@ -17,7 +17,7 @@ from typing import Any
 from agents.backends.base import AgentBackend, AgentCall, ChoiceDelta, StreamItem, UsageReport
 from agents.tools import execute_tool_call
 from agents.tools.base import ServerTool, ToolContext
-from sessions.streaming import ReplyAccumulator
+from sessions.chunks import ReplyAccumulator
 
 
 @dataclass(frozen=True)

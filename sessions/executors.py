@@ -1,10 +1,13 @@
-"""Where turns run. Both executors run the same code, sessions.turns.turn_execute.
+"""Where turns run: executors only hand a turn over. A turn is run by the task
+`parley.execute_turn` (sessions/tasks.py), which calls the runner (sessions/runner.py).
 
-- inline (embedded mode): a thread pool in the web process, driven from its event loop so the
-  in-memory channel layer reaches the listeners in the same loop, with a share of its threads
-  per organization;
-- celery (production): the turn id goes to a worker through the broker.
-"""
+- celery (production): the task goes to a worker through the broker;
+- inline (embedded mode, which has no worker): the task runs on a thread pool in the web
+  process, driven from its event loop so the in-memory channel layer reaches the listeners in
+  the same loop, with a share of its threads per organization.
+
+Both hand the task over by its name, as a broker does: this module sits below the runner,
+which hands the session's next turn over through it when a turn ends (turn_start_next)."""
 
 from __future__ import annotations
 
@@ -18,11 +21,15 @@ from typing import Protocol
 
 from asgiref.sync import SyncToAsync, sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
+from django.utils import timezone
 
+from config.celery import app as celery_app
 from sessions.models import Turn
 
 logger = logging.getLogger(__name__)
+
+# The task that runs a turn (sessions/tasks.py).
+EXECUTE_TURN = "parley.execute_turn"
 
 
 class TurnExecutor(Protocol):
@@ -30,22 +37,32 @@ class TurnExecutor(Protocol):
         """Start the turn soon. Call after the turn's row is committed (transaction.on_commit)."""
 
 
-def run_turn_job(turn_id: str) -> None:
-    """One execution of a turn, as a worker thread or task runs it.
-
-    A runner that fails (the database went away mid-turn) leaves its turn running with its lease
-    ended or running out: recovery (sessions/recovery.py) runs it again, or fails it at the
-    attempt cap. So the failure is logged here and not raised: a Celery retry or redelivery
-    would only find the turn still leased."""
-    from sessions.turns import turn_execute
-
-    close_old_connections()
+def turn_enqueue(turn_id: str) -> None:
+    """Hand a turn to the executor. Call after its row is committed. A failure to hand it over
+    (the broker is down) is logged, not raised: the turn stays queued, and recovery hands it
+    over again once the broker is back (sessions/recovery.py), so the request that made it goes
+    on waiting for its answer instead of failing with the turn orphaned."""
     try:
-        turn_execute(turn_id=turn_id)
+        turn_executor().submit(turn_id)
     except Exception:
-        logger.exception("Turn %s could not be executed; recovery will run it again", turn_id)
-    finally:
-        close_old_connections()
+        logger.warning(
+            "Turn %s stays queued: the executor refused it; recovery retries", turn_id, exc_info=True
+        )
+
+
+def turn_start_next(turn: Turn) -> None:
+    """Hand the session's next queued turn to the executor (call when `turn` has ended)."""
+    if turn.session_id is None:
+        return
+    next_turn = (
+        Turn.objects.filter(session_id=turn.session_id, status=Turn.Status.QUEUED)
+        .order_by("position")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if next_turn is not None:
+        Turn.objects.filter(pk=next_turn, status=Turn.Status.QUEUED).update(enqueued_at=timezone.now())
+        turn_enqueue(next_turn)
 
 
 class InlineExecutor:
@@ -55,6 +72,8 @@ class InlineExecutor:
     deadline) takes at most that many threads, and the others' turns still start at once."""
 
     def __init__(self, max_workers: int, per_organization: int) -> None:
+        # The tasks of the installed apps, registered as a worker registers them when it starts.
+        celery_app.loader.import_default_modules()
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="parley-turn")
         self._per_organization = per_organization
         self._lock = threading.Lock()
@@ -98,7 +117,7 @@ class InlineExecutor:
 
     def _run(self, turn_id: str, organization_id: int) -> None:
         try:
-            run_turn_job(turn_id)
+            celery_app.tasks[EXECUTE_TURN](turn_id)
         finally:
             self._pass_on(organization_id)
 
@@ -124,9 +143,7 @@ def _organization_of(turn_id: str) -> int | None:
 
 class CeleryExecutor:
     def submit(self, turn_id: str) -> None:
-        from sessions.tasks import execute_turn
-
-        execute_turn.delay(turn_id)
+        celery_app.send_task(EXECUTE_TURN, args=[turn_id])
 
 
 @cache

@@ -26,11 +26,12 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from config.errors import ApiError, ServerError
+from config.errors import ApiError
+from sessions.errors import TURN_CANCELLED, stored_error, turns_exhausted_error
+from sessions.event_store import next_event_seq, store_events
 from sessions.events import ERROR, publish_turn_events, turn_event
+from sessions.executors import turn_enqueue, turn_start_next
 from sessions.models import Turn
-from sessions.streaming import next_event_seq, store_events
-from sessions.turns import TURN_CANCELLED, turn_enqueue, turn_start_next
 from sessions.usage import turn_usage_record
 
 logger = logging.getLogger(__name__)
@@ -49,14 +50,6 @@ class Recovered:
 
     def counts(self) -> dict[str, int]:
         return {"requeued": len(self.requeued), "failed": len(self.failed), "cancelled": len(self.cancelled)}
-
-
-def turns_exhausted_error() -> ServerError:
-    return ServerError(
-        f"The turn was given up: the worker running it was lost on each of its "
-        f"{settings.PARLEY_TURN_MAX_ATTEMPTS} attempts.",
-        code="turn_attempts_exhausted",
-    )
 
 
 def turns_recover(*, batch_size: int = RECOVERY_BATCH) -> Recovered:
@@ -121,7 +114,7 @@ def _turn_end_lost(turn_id: str, still_lost, *, status: str, error: ApiError, no
             status=status,
             finished_at=now,
             lease_expires_at=None,
-            error={"status": error.status, **error.payload()},
+            error=stored_error(error),
         )
         events = [turn_event(next_event_seq(turn.id), ERROR, error.payload())]
         store_events(turn.id, events, attempt=turn.attempts)

@@ -2,12 +2,13 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from sessions.executors import run_turn_job
+from sessions.executors import EXECUTE_TURN
 from sessions.recovery import turns_recover
+from sessions.runner import run_turn_job
 from sessions.services import sessions_delete_idle
 
 
-@shared_task(name="parley.execute_turn", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+@shared_task(name=EXECUTE_TURN, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def execute_turn(turn_id: str) -> None:
     """Idempotent: a turn that is finished, or running elsewhere, is left alone. A delivery that
     finds the turn still leased (Celery redelivers at once when a worker dies) changes nothing;

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models import Count, F, Sum
 from django.db.models.functions import Coalesce, TruncDate
 
-from accounts.limits import limits_turn_finished
+from sessions.limits import limits_turn_finished
 from sessions.models import Turn, UsageRecord
 
 if TYPE_CHECKING:
@@ -43,15 +43,7 @@ def turn_usage_record(
         latency_ms=max(0, round((finished_at - turn.queued_at) / timedelta(milliseconds=1))),
         status=status,
     )
-    transaction.on_commit(
-        partial(
-            limits_turn_finished,
-            organization_id=turn.organization_id,
-            api_key_id=turn.api_key_id,
-            turn_id=turn.id,
-            tokens=prompt + completion,
-        )
-    )
+    transaction.on_commit(partial(limits_turn_finished, turn=turn, tokens=prompt + completion))
     return record
 
 

@@ -1,4 +1,4 @@
-"""Limits per API key and per organization (accounts/limits.py): requests per minute, tokens per
+"""Limits per API key and per organization (sessions/limits): requests per minute, tokens per
 day, concurrent turns; counted so that they hold across processes (Redis in production mode)."""
 
 from __future__ import annotations
@@ -14,15 +14,17 @@ from pathlib import Path
 import httpx
 import pytest
 from django.conf import settings
+from django.utils import timezone
 
-from accounts.limits import InProcessCounters, RedisCounters, Scope, limits_reserve
 from accounts.models import ApiKey, Organization
 from accounts.services import api_key_create
 from agents.services import agent_create
 from config.errors import RateLimited
+from sessions.limits import InProcessCounters, RedisCounters, Scope, limits_bind, limits_reserve
 from sessions.models import Message, Session, Turn
 from tests.conftest import STACK
 from tests.live import start_web, stop
+from tests.test_turn_claims import new_session, queued_turn
 
 
 def chat(
@@ -463,16 +465,14 @@ def test_finished_turns_free_their_slots_and_count_their_tokens(counters):
 
 
 def test_a_full_set_of_turns_drops_holders_the_database_knows_finished(tenant):
-    scope = Scope(
-        organization_id=tenant.organization.pk,
-        kind="organization",
-        id=tenant.organization.pk,
-        concurrent_turns=1,
-    )
-    reservation = limits_reserve(scopes=[scope], still_running=lambda ids: set(ids))
-    assert reservation is not None
-    reservation.settle(turn_id="turn_lost_release")
+    # given an organization limited to one turn at a time, and a turn holding its slot
+    limit_organization(tenant, concurrent_turns=1)
+    organization = Organization.objects.get(pk=tenant.organization.pk)
+    holder = queued_turn(new_session(tenant, "holder"), 1, "hi")
+    limits_bind(limits_reserve(organization=organization, api_key=None), turn=holder)
     with pytest.raises(RateLimited):
-        limits_reserve(scopes=[scope], still_running=lambda ids: set(ids))
-    # when the database says the holder is finished, its slot is taken back
-    assert limits_reserve(scopes=[scope], still_running=lambda ids: set()) is not None
+        limits_reserve(organization=organization, api_key=None)
+    # when the turn finishes but its release is lost (the process that ran it died)
+    Turn.objects.filter(pk=holder.pk).update(status=Turn.Status.COMPLETED, finished_at=timezone.now())
+    # then the database knows it finished, and its slot is taken back
+    assert limits_reserve(organization=organization, api_key=None) is not None

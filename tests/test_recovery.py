@@ -23,8 +23,8 @@ from agents.models import Agent
 from config.celery import app as celery_app
 from sessions.events import CHUNK
 from sessions.models import Session, Turn, TurnEventBatch
+from sessions.runner import _turn_claim, _turn_store_input
 from sessions.tasks import recover_turns
-from sessions.turns import _turn_claim, _turn_store_input
 from tests.live import RECOVERY_SECONDS, REQUEUE_SECONDS, api, start_web, start_worker, stop, wait_until
 from tests.sse import SseListener, get_stream, post_stream
 from tests.test_turn_claims import (

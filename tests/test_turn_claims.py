@@ -1,4 +1,4 @@
-"""How a turn is claimed and finished through the database (sessions.turns.turn_execute, the
+"""How a turn is claimed and finished through the database (sessions.runner.turn_execute, the
 body of the Celery task): idempotent, in order, taken over after its lease, capped; how recovery
 (sessions/recovery.py) deals with turns nobody runs; and how a runner's writes are fenced by its
 attempt. These run the turn code in the test process.
@@ -22,12 +22,20 @@ from django.utils import timezone
 from agents.backends.base import ChoiceDelta
 from agents.models import Agent
 from sessions.api.sse import follow_turn
-from sessions.events import CHUNK, turn_event
-from sessions.executors import run_turn_job
+from sessions.chunks import ReplyAccumulator, chunk_base, delta_chunk
+from sessions.event_store import EventWriter
+from sessions.events import CHUNK, DONE, USAGE, turn_event
 from sessions.models import Message, Session, Turn, TurnEventBatch, UsageRecord
 from sessions.recovery import turns_recover
-from sessions.streaming import EventWriter, chunk_base, delta_chunk
-from sessions.turns import _turn_claim, _turn_run, _turn_store_input, turn_execute
+from sessions.runner import (
+    _turn_claim,
+    _turn_finish,
+    _turn_run,
+    _turn_store_input,
+    run_turn_job,
+    turn_execute,
+)
+from sessions.submission import turn_cancel
 
 
 def queued_turn(session: Session, position: int, text: str, agent: str = "echo") -> Turn:
@@ -322,10 +330,6 @@ def test_a_slow_runner_whose_turn_was_taken_over_stops_and_the_new_attempt_answe
 
 
 def test_a_cancel_between_the_runners_last_look_and_its_finish_ends_the_turn_as_cancelled(tenant):
-    from sessions.events import DONE, USAGE
-    from sessions.streaming import ReplyAccumulator
-    from sessions.turns import _turn_finish, turn_cancel
-
     session = new_session(tenant, "late-cancel")
     claimed = _turn_claim(queued_turn(session, 1, "hi").id)
     _turn_store_input(claimed)

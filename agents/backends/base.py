@@ -4,7 +4,7 @@ A backend gets the conversation exactly as the agent should see it (the agent's 
 the session's transcript, the new messages) plus the request's parameters, and streams its answer
 as OpenAI chunk deltas: `ChoiceDelta`s (role, content, tool-call fragments with their `index`,
 `id` and `function.name`) and, at the end, a `UsageReport`. Streamed or not, every turn runs
-this one way; the turn runner (sessions.turns) stores and relays what the backend yields.
+this one way; the turn runner (sessions/runner.py) stores and relays what the backend yields.
 Backends never touch the database."""
 
 from __future__ import annotations

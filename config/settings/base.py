@@ -124,7 +124,7 @@ else:
     CHANNEL_LAYERS = {
         "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}
     }
-# Where the rate limits and quotas are counted in Redis (accounts/limits.py): a prefix of their
+# Where the rate limits and quotas are counted in Redis (sessions/limits): a prefix of their
 # keys, so that deployments (or test runs) can share one Redis.
 PARLEY_LIMITS_PREFIX = env_str("PARLEY_LIMITS_PREFIX", env_str("PARLEY_CHANNEL_PREFIX", "parley"))
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sessions.chunks import SYSTEM_FINGERPRINT, completion_id, usage_with_details
 from sessions.models import Message, Session, Turn
-from sessions.streaming import SYSTEM_FINGERPRINT, completion_id, usage_with_details
 
 
 def chat_completion(turn: Turn) -> dict[str, Any]:

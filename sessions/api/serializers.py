@@ -23,7 +23,7 @@ from sessions.api.fields import (
     StrictIntegerField,
 )
 from sessions.ids import SESSION_ID_PATTERN
-from sessions.turns import TurnRequest
+from sessions.submission import TurnRequest
 
 FUNCTION_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 # A logit_bias key: a token id, in ASCII digits (str.isdigit would let "²" through).

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from config.db import db_call
 from config.errors import ApiError, GatewayTimeout, ServerError
+from sessions.event_store import stored_events_page
 from sessions.events import (
     ERROR,
     RECHECK_SECONDS,
@@ -27,7 +28,6 @@ from sessions.events import (
     turn_event,
 )
 from sessions.models import Turn
-from sessions.streaming import stored_events_page
 
 logger = logging.getLogger(__name__)
 

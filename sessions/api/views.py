@@ -39,8 +39,8 @@ from sessions.api.serializers import (
     parse_chat_request,
 )
 from sessions.api.sse import sse_stream
+from sessions.errors import turn_error
 from sessions.events import wait_for_turn
-from sessions.limits import submit_within_limits
 from sessions.models import Session, Turn
 from sessions.selectors import (
     SessionFilters,
@@ -57,7 +57,7 @@ from sessions.services import (
     session_not_found,
     session_update,
 )
-from sessions.turns import turn_cancel, turn_error, turn_submit
+from sessions.submission import turn_cancel, turn_submit
 
 
 @csrf_exempt
@@ -115,9 +115,8 @@ def _chat_request(request: HttpRequest, *, nlx_deployment: str | None = None) ->
 async def _answer_chat(
     request: HttpRequest, principal: Principal, chat: ChatRequest, *, stream_by_default: bool
 ) -> HttpResponse:
-    # The key's and the organization's limits (accounts/limits.py): a refused request stores nothing.
     turn = await db_call(
-        submit_within_limits(principal, turn_submit),
+        turn_submit,
         organization=principal.organization,
         api_key=principal.api_key,
         user=principal.user,

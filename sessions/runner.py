@@ -1,4 +1,5 @@
-"""The life of a turn: submitted by a request, claimed and run by an executor, finished.
+"""Running a turn: claimed by the executor's task, run through the agent loop, finished. Knows
+nothing of HTTP: what it produces is the turn's row, its transcript and its stream events.
 
 Turns of one session run one after the other, in the order they arrived (`position`). A turn
 is claimed with a conditional UPDATE that only succeeds for the oldest unfinished turn of its
@@ -10,260 +11,67 @@ failed at the attempt cap, by sessions/recovery.py."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import threading
 import time
-from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, close_old_connections, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
-from rest_framework.exceptions import ErrorDetail
 
 from accounts.automation import automation_get
 from agents.backends import backend_for
 from agents.backends.base import AgentCall, ChoiceDelta
 from agents.redaction import agent_secrets, redacted_error
-from agents.selectors import agent_get_enabled
 from agents.tools import server_tools_for
 from agents.tools.base import ToolContext
 from config.db import release_pooled_connections
-from config.errors import ApiError, Conflict, InvalidRequest, NotFound, ServerError, validation_error
+from config.errors import ApiError, ServerError
 from sessions.agent_loop import StoredMessage, ToolStep, run_agent_loop
-from sessions.events import CHUNK, DONE, ERROR, RESTART, TOOL_STEP, USAGE, publish_turn_events, turn_event
-from sessions.executors import turn_executor
-from sessions.history import history_window
-from sessions.limits import turn_limits_renew
-from sessions.models import Session, Turn
-from sessions.selectors import idempotency_key_cutoff, session_transcript, turn_by_idempotency_key
-from sessions.services import (
-    session_auto_title,
-    session_record_turn,
-    session_resolve,
-    transcript_append,
-    transcript_reset,
-)
-from sessions.streaming import (
-    FLUSH_SECONDS,
-    EventWriter,
+from sessions.chunks import (
     ReplyAccumulator,
     chunk_base,
     delta_chunk,
-    next_event_seq,
-    pump,
-    store_events,
     tool_step_chunk,
     usage_chunk,
     usage_payload,
 )
-from sessions.transcript import answer_open_tool_calls, unseen_messages
+from sessions.errors import TURN_CANCELLED, stored_error, turn_restarted
+from sessions.event_store import FLUSH_SECONDS, EventWriter, store_events
+from sessions.events import CHUNK, DONE, ERROR, RESTART, TOOL_STEP, USAGE, publish_turn_events
+from sessions.executors import turn_start_next
+from sessions.history import history_window
+from sessions.limits import limits_renew
+from sessions.models import Session, Turn
+from sessions.pump import pump
+from sessions.selectors import session_transcript
+from sessions.services import session_auto_title, transcript_append, transcript_reset
+from sessions.transcript import unseen_messages
 from sessions.usage import turn_usage_record
-
-if TYPE_CHECKING:
-    from accounts.models import ApiKey, Organization, User
 
 logger = logging.getLogger(__name__)
 
 Status = Turn.Status
 
 
-@dataclass(frozen=True)
-class TurnRequest:
-    """A validated chat request, as the API layer hands it over."""
+def run_turn_job(turn_id: str) -> None:
+    """One execution of a turn, as the task `parley.execute_turn` runs it on a worker or on the
+    inline executor's threads.
 
-    agent_slug: str | None  # None: the organization's default agent
-    session_id: str | None
-    messages: list[dict[str, Any]]
-    params: dict[str, Any]
-
-
-def turn_submit(
-    *,
-    organization: Organization,
-    api_key: ApiKey | None,
-    request: TurnRequest,
-    user: User | None = None,
-    idempotency_key: str | None = None,
-    client_retry: bool = False,
-) -> Turn:
-    """Record a turn and hand it to the executor; returns at once.
-
-    A request that repeats an earlier one is answered by the earlier turn instead of storing
-    its messages again. With an `Idempotency-Key`, the key alone decides (_turn_for_idempotency_key):
-    the finished turn it made within PARLEY_IDEMPOTENCY_KEY_SECONDS answers again, a turn it made
-    that is still unfinished is a 409 `idempotency_key_in_use`, a different request is a 400.
-    Without one, the same request to the same session as its last turn, when the client says it
-    is retrying (the OpenAI SDK does) or within PARLEY_RETRY_WINDOW_SECONDS, is answered by it.
-
-    A request without `model` goes to the organization's default agent. `session_reset` in the
-    params starts the transcript over, when the turn stores its messages (_turn_store_input)."""
-    if request.agent_slug is None:
-        request = replace(request, agent_slug=_default_agent_slug(organization))
-    fingerprint = _fingerprint(request)
-    if idempotency_key:
-        earlier = _turn_for_idempotency_key(organization, idempotency_key, fingerprint)
-        if earlier is not None:
-            return earlier
-    agent = agent_get_enabled(organization=organization, slug=request.agent_slug)
-    if agent is None:
-        raise NotFound(
-            f"The model '{request.agent_slug}' does not exist or you do not have access to it.",
-            param="model",
-            code="model_not_found",
-        )
-    if agent.tools and (request.params.get("n") or agent.default_params.get("n") or 1) > 1:
-        raise InvalidRequest("n > 1 is not available with an agent that runs server-side tools.", param="n")
-    with transaction.atomic():
-        if idempotency_key:
-            _idempotency_key_release_expired(organization, idempotency_key)
-        session = session_resolve(organization=organization, session_id=request.session_id, agent=agent)
-        if session is not None:
-            locked = Session.objects.select_for_update().filter(pk=session.pk).first()
-            if locked is None:  # deleted meanwhile (idle sweep, DELETE): as if it had never been
-                session = session_resolve(
-                    organization=organization, session_id=request.session_id, agent=agent
-                )
-                locked = Session.objects.select_for_update().get(pk=session.pk)
-            session = locked
-            # Looked at again under the session's lock: a request with the same key may have
-            # stored its turn while this one waited for the lock.
-            earlier = (
-                _turn_for_idempotency_key(organization, idempotency_key, fingerprint)
-                if idempotency_key
-                else _retried_turn(session, fingerprint, client_retry)
-            )
-            if earlier is not None:
-                return earlier
-        if any(message["role"] == "tool" for message in request.messages):
-            # After a reset, a tool result can only answer a call of the request itself.
-            keeps_transcript = session is not None and not request.params.get("session_reset")
-            stored = (
-                [message.as_openai() for message in session_transcript(session=session)]
-                if keeps_transcript
-                else []
-            )
-            request = replace(request, messages=answer_open_tool_calls(stored, request.messages))
-        try:
-            with transaction.atomic():
-                turn = Turn.objects.create(
-                    organization=organization,
-                    session=session,
-                    position=(session.turn_count + 1) if session else 1,
-                    agent=agent,
-                    api_key=api_key,
-                    user=user,
-                    model=request.agent_slug,
-                    params=request.params,
-                    input_messages=request.messages,
-                    fingerprint=fingerprint,
-                    idempotency_key=idempotency_key or None,
-                )
-        except IntegrityError:
-            # A concurrent request with the same Idempotency-Key won the race.
-            earlier = _turn_for_idempotency_key(organization, idempotency_key or "", fingerprint)
-            if earlier is None:
-                raise
-            return earlier
-        if session is not None:
-            session_record_turn(session=session, agent=agent, end_user=request.params.get("user"))
-        transaction.on_commit(lambda: turn_enqueue(turn.id))
-    return turn
-
-
-def turn_enqueue(turn_id: str) -> None:
-    """Hand a turn to the executor. Call after its row is committed. A failure to hand it over
-    (the broker is down) is logged, not raised: the turn stays queued, and recovery hands it
-    over again once the broker is back (sessions/recovery.py), so the request that made it goes
-    on waiting for its answer instead of failing with the turn orphaned."""
+    A runner that fails (the database went away mid-turn) leaves its turn running with its lease
+    ended or running out: recovery (sessions/recovery.py) runs it again, or fails it at the
+    attempt cap. So the failure is logged here and not raised: a Celery retry or redelivery
+    would only find the turn still leased."""
+    close_old_connections()
     try:
-        turn_executor().submit(turn_id)
+        turn_execute(turn_id=turn_id)
     except Exception:
-        logger.warning(
-            "Turn %s stays queued: the executor refused it; recovery retries", turn_id, exc_info=True
-        )
-
-
-def _default_agent_slug(organization: Organization) -> str:
-    default = automation_get(organization=organization).default_agent
-    if default is None:
-        raise validation_error(
-            {
-                "model": [
-                    ErrorDetail(
-                        "This field is required (the organization has no default agent).", code="required"
-                    )
-                ]
-            }
-        )
-    return default.slug
-
-
-def _fingerprint(request: TurnRequest) -> str:
-    canonical = json.dumps(
-        [request.agent_slug, request.session_id, request.messages, request.params],
-        sort_keys=True,
-        default=str,
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _turn_for_idempotency_key(organization: Organization, key: str, fingerprint: str) -> Turn | None:
-    """The finished turn this key made for this same request, to answer again; None when the key
-    names no turn. As Stripe does: a key used for a different request is refused (400), and so is
-    a request whose turn is still being answered (409 with Retry-After: the SDK retries it, and
-    gets the answer once the turn has finished)."""
-    earlier = turn_by_idempotency_key(organization=organization, key=key)
-    if earlier is None:
-        return None
-    if earlier.fingerprint != fingerprint:
-        raise InvalidRequest(
-            "This Idempotency-Key was already used with a different request.",
-            param="Idempotency-Key",
-            code="idempotency_key_reused",
-        )
-    if not earlier.is_finished:
-        raise Conflict(
-            f"Another request with this Idempotency-Key is still being answered (turn {earlier.id}). "
-            f"Retry once it has finished, or follow it with GET /v1/turns/{earlier.id}/events.",
-            param="Idempotency-Key",
-            code="idempotency_key_in_use",
-            headers={"Retry-After": str(IDEMPOTENCY_KEY_IN_USE_RETRY_SECONDS)},
-        )
-    return earlier
-
-
-# How soon a request whose key's turn is still being answered should come back.
-IDEMPOTENCY_KEY_IN_USE_RETRY_SECONDS = 1
-
-
-def _idempotency_key_release_expired(organization: Organization, key: str) -> None:
-    """An expired key names nothing: take it off its old turn, so that the new turn can hold it."""
-    Turn.objects.filter(
-        organization=organization, idempotency_key=key, queued_at__lt=idempotency_key_cutoff()
-    ).update(idempotency_key=None)
-
-
-# A resend of a failed or cancelled turn's request runs it again.
-_NOT_RETRIED = (Status.FAILED, Status.CANCELLED)
-
-
-def _retried_turn(session: Session, fingerprint: str, client_retry: bool) -> Turn | None:
-    latest = Turn.objects.filter(session=session).order_by("-position").first()
-    if (
-        latest is None
-        or latest.fingerprint != fingerprint
-        or latest.status in (Status.FAILED, Status.CANCELLED)
-    ):
-        return None
-    window = timedelta(seconds=settings.PARLEY_RETRY_WINDOW_SECONDS)
-    if client_retry or latest.queued_at >= timezone.now() - window:
-        return latest
-    return None
+        logger.exception("Turn %s could not be executed; recovery will run it again", turn_id)
+    finally:
+        close_old_connections()
 
 
 def turn_execute(*, turn_id: str) -> None:
@@ -387,7 +195,7 @@ def _turn_run(turn: Turn) -> None:
             writer,
             status=Status.FAILED,
             stored=stored,
-            error={"status": error.status, **error.payload()},
+            error=stored_error(error),
         )
 
 
@@ -411,7 +219,7 @@ class _OwnershipWatch:
             lease = timezone.now() + timedelta(seconds=settings.PARLEY_TURN_LEASE_SECONDS)
             renewed = bool(_fenced(self.turn).update(lease_expires_at=lease))
             if renewed:
-                turn_limits_renew(self.turn)  # its concurrency slot lives as long as its lease
+                limits_renew(turn=self.turn)  # its concurrency slot lives as long as its lease
             return renewed
         if now >= self._next_check:
             self._next_check = now + self.CHECK_SECONDS
@@ -546,69 +354,3 @@ def _turn_finish_cancelled(
             transcript_append(session=session, messages=stored, turn=turn)
         store_events(turn.id, events, attempt=turn.attempts)
     publish_turn_events(turn.id, events)
-
-
-TURN_CANCELLED = ApiError("The turn was cancelled.", code="turn_cancelled")
-
-
-def turn_restarted(turn_id: str, *, restart_seq: int) -> ServerError:
-    """The restart marker: stored where a new attempt's events begin, after those of the attempt
-    it took over from. A listener that got some of the old attempt's events gets this as its
-    last event (sessions/api/sse.py); following the turn again from it gives the new answer."""
-    return ServerError(
-        f"The worker answering turn {turn_id} was lost and the turn started over. Follow "
-        f"GET /v1/turns/{turn_id}/events again with Last-Event-ID: {restart_seq} for the new answer.",
-        code="turn_restarted",
-    )
-
-
-def turn_cancel(*, turn: Turn) -> Turn:
-    """Cancel a queued or running turn. A queued turn ends at once; a running one is stopped by
-    its runner within a second, which keeps what was produced so far. Cancelling a cancelled turn
-    changes nothing; a completed or failed one is a conflict."""
-    now = timezone.now()
-    with transaction.atomic():
-        cancelled_error = {"status": TURN_CANCELLED.status, **TURN_CANCELLED.payload()}
-        queued = Turn.objects.filter(pk=turn.pk, status=Status.QUEUED).update(
-            status=Status.CANCELLED, finished_at=now, error=cancelled_error
-        )
-        if queued:
-            events = [turn_event(next_event_seq(turn.id), ERROR, TURN_CANCELLED.payload())]
-            store_events(turn.id, events, attempt=0)
-            turn_usage_record(turn=turn, status=Status.CANCELLED, usage=None, finished_at=now)
-        elif Turn.objects.filter(pk=turn.pk, status=Status.RUNNING).update(
-            status=Status.CANCELLED, error=cancelled_error
-        ):
-            pass
-        elif not Turn.objects.filter(pk=turn.pk, status=Status.CANCELLED).exists():
-            raise Conflict(f"Turn {turn.id} has already finished.", code="turn_finished")
-    if queued:
-        publish_turn_events(turn.id, events)
-        turn_start_next(turn)
-    turn.refresh_from_db()
-    return turn
-
-
-def turn_start_next(turn: Turn) -> None:
-    """Hand the session's next queued turn to the executor (call when `turn` has ended)."""
-    if turn.session_id is None:
-        return
-    next_turn = (
-        Turn.objects.filter(session_id=turn.session_id, status=Status.QUEUED)
-        .order_by("position")
-        .values_list("pk", flat=True)
-        .first()
-    )
-    if next_turn is not None:
-        Turn.objects.filter(pk=next_turn, status=Status.QUEUED).update(enqueued_at=timezone.now())
-        turn_enqueue(next_turn)
-
-
-def turn_error(turn: Turn) -> ApiError:
-    """The stored error of a failed or cancelled turn, to raise again to the client."""
-    stored = turn.error or {}
-    body = stored.get("error", {})
-    error = ApiError(body.get("message", "The turn failed."), param=body.get("param"), code=body.get("code"))
-    error.status = stored.get("status", 500)
-    error.error_type = body.get("type", "server_error")
-    return error
