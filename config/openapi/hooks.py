@@ -11,7 +11,7 @@ from typing import Any
 from accounts.permissions import KEY_SCOPES, PUBLIC, ROLE_PERMISSIONS, required_permission
 from config.openapi.operations import OPERATIONS
 from config.openapi.schema import BEARER, canonical_paths, route_names
-from sessions.api.serializers import TOKEN_ID
+from sessions.api.chat_serializers import TOKEN_ID
 
 ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
 

@@ -39,13 +39,13 @@ from config.openapi.responses import (
     TurnSerializer,
     UsageSummarySerializer,
 )
-from sessions.api.serializers import (
-    ChatCompletionRequestSerializer,
+from sessions.api.chat import NLX_CHANNEL
+from sessions.api.chat_serializers import ChatCompletionRequestSerializer
+from sessions.api.session_serializers import (
     SessionCreateSerializer,
     SessionForkSerializer,
     SessionUpdateSerializer,
 )
-from sessions.api.views import NLX_CHANNEL
 
 EVENT_STREAM = "text/event-stream"
 # OpenAPI before 3.2 describes a `text/event-stream` answer event by event (3.2 has `itemSchema`).

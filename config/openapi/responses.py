@@ -11,7 +11,7 @@ from typing import Any
 from rest_framework import serializers
 
 from accounts.models import ALL_SCOPES, Membership
-from sessions.api.serializers import PART_TYPES_BY_ROLE, FunctionCallSerializer, ToolCallSerializer
+from sessions.api.chat_serializers import PART_TYPES_BY_ROLE, FunctionCallSerializer, ToolCallSerializer
 from sessions.models import Turn
 
 # Names of choice sets that several serializers share (SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]).
