@@ -28,9 +28,9 @@ from sessions.api.chat_serializers import ChatRequest, parse_chat_request
 from sessions.api.responses import chat_completion
 from sessions.api.sessions import _turn_or_404
 from sessions.api.sse import sse_stream
+from sessions.errors import turn_error
 from sessions.events import wait_for_turn
 from sessions.models import Session, Turn
-from sessions.errors import turn_error
 from sessions.submission import turn_submit
 
 
