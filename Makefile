@@ -67,3 +67,4 @@ test-faults: install-test
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
