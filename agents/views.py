@@ -6,24 +6,15 @@ from django.http import JsonResponse
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from agents.models import Agent
+from agents.api.shapes import ModelListSerializer, ModelSerializer
 from agents.selectors import agent_get_enabled, agent_list_enabled
 from config.errors import NotFound
-
-
-def model_payload(agent: Agent) -> dict:
-    return {
-        "id": agent.slug,
-        "object": "model",
-        "created": int(agent.created.timestamp()),
-        "owned_by": agent.organization.slug,
-    }
 
 
 class ModelListView(APIView):
     def get(self, request: Request) -> JsonResponse:
         agents = agent_list_enabled(organization=request.user.organization).select_related("organization")
-        return JsonResponse({"object": "list", "data": [model_payload(agent) for agent in agents]})
+        return JsonResponse(ModelListSerializer({"data": agents}).data)
 
 
 class ModelDetailView(APIView):
@@ -35,4 +26,4 @@ class ModelDetailView(APIView):
                 param="model",
                 code="model_not_found",
             )
-        return JsonResponse(model_payload(agent))
+        return JsonResponse(ModelSerializer(agent).data)

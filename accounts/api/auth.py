@@ -25,6 +25,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.settings import api_settings
 
+from accounts.api.shapes import TokenPairSerializer
 from accounts.jwt import TokenPair, jwt_pair_issue, jwt_pair_refresh, jwt_refresh_revoke, jwt_verify
 from accounts.signin_throttle import signin_attempt_check, signin_failure_record
 from config.errors import AuthenticationFailed, PermissionDenied
@@ -46,7 +47,7 @@ class TokenInput(serializers.Serializer):
 
 
 def _pair_response(pair: TokenPair) -> Response:
-    response = Response({"access": pair.access, "refresh": pair.refresh})
+    response = Response(TokenPairSerializer(pair).data)
     # Tokens are credentials: no cache may keep them (RFC 6749, 5.1).
     response["Cache-Control"] = "no-store"
     response["Pragma"] = "no-cache"

@@ -11,13 +11,12 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from accounts.api.keys import refuse_unknown_fields
+from accounts.api.shapes import MEMBER_ROLES, MemberDeletedSerializer, MemberListSerializer, MemberSerializer
 from accounts.models import Membership
 from accounts.selectors import membership_get, membership_list, user_find
 from accounts.services import membership_add, membership_change_role, membership_remove
 from config.errors import NotFound
 from sessions.api.fields import StrictCharField
-
-_ROLES = [role.value for role in Membership.Role]
 
 
 class MemberAddSerializer(serializers.Serializer):
@@ -25,7 +24,7 @@ class MemberAddSerializer(serializers.Serializer):
 
     username = StrictCharField(required=False, min_length=1, max_length=150)
     email = StrictCharField(required=False, min_length=1, max_length=254)
-    role = serializers.ChoiceField(choices=_ROLES, required=False, default=Membership.Role.MEMBER)
+    role = serializers.ChoiceField(choices=MEMBER_ROLES, required=False, default=Membership.Role.MEMBER)
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         refuse_unknown_fields(data, self.fields)
@@ -41,23 +40,11 @@ class MemberAddSerializer(serializers.Serializer):
 
 
 class MemberChangeSerializer(serializers.Serializer):
-    role = serializers.ChoiceField(choices=_ROLES)
+    role = serializers.ChoiceField(choices=MEMBER_ROLES)
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         refuse_unknown_fields(data, self.fields)
         return super().to_internal_value(data)
-
-
-def member_payload(membership: Membership) -> dict[str, Any]:
-    user = membership.user
-    return {
-        "id": user.pk,
-        "object": "organization.member",
-        "username": user.username,
-        "email": user.email,
-        "role": membership.role,
-        "created": int(membership.created.timestamp()),
-    }
 
 
 def _member_or_404(request: Request, user_id: str) -> Membership:
@@ -72,7 +59,7 @@ class MemberListView(APIView):
 
     def get(self, request: Request) -> JsonResponse:
         members = membership_list(organization=request.user.organization)
-        return JsonResponse({"object": "list", "data": [member_payload(member) for member in members]})
+        return JsonResponse(MemberListSerializer({"data": members}).data)
 
     def post(self, request: Request) -> JsonResponse:
         serializer = MemberAddSerializer(data=request.data)
@@ -85,14 +72,14 @@ class MemberListView(APIView):
         membership = membership_add(
             organization=request.user.organization, user=user, role=data["role"], actor=request.user
         )
-        return JsonResponse(member_payload(membership), status=201)
+        return JsonResponse(MemberSerializer(membership).data, status=201)
 
 
 class MemberDetailView(APIView):
     """GET, PATCH (the role) and DELETE /v1/members/{user_id}. The last owner stays (409)."""
 
     def get(self, request: Request, user_id: str) -> JsonResponse:
-        return JsonResponse(member_payload(_member_or_404(request, user_id)))
+        return JsonResponse(MemberSerializer(_member_or_404(request, user_id)).data)
 
     def patch(self, request: Request, user_id: str) -> JsonResponse:
         membership = _member_or_404(request, user_id)
@@ -101,8 +88,8 @@ class MemberDetailView(APIView):
         membership = membership_change_role(
             membership=membership, role=serializer.validated_data["role"], actor=request.user
         )
-        return JsonResponse(member_payload(membership))
+        return JsonResponse(MemberSerializer(membership).data)
 
     def delete(self, request: Request, user_id: str) -> JsonResponse:
         membership_remove(membership=_member_or_404(request, user_id), actor=request.user)
-        return JsonResponse({"id": int(user_id), "object": "organization.member.deleted", "deleted": True})
+        return JsonResponse(MemberDeletedSerializer({"id": int(user_id)}).data)

@@ -6,8 +6,8 @@ from django.http import JsonResponse
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from agents.api.responses import agent_payload
 from agents.api.serializers import AgentInputSerializer
+from agents.api.shapes import AgentDeletedSerializer, AgentListSerializer, AgentSerializer
 from agents.models import Agent
 from agents.selectors import agent_get, agent_list
 from agents.services import agent_create, agent_delete, agent_not_found, agent_update
@@ -19,13 +19,13 @@ class AgentListView(APIView):
 
     def get(self, request: Request) -> JsonResponse:
         agents = agent_list(organization=request.user.organization)
-        return JsonResponse({"object": "list", "data": [agent_payload(agent) for agent in agents]})
+        return JsonResponse(AgentListSerializer({"data": agents}).data)
 
     def post(self, request: Request) -> JsonResponse:
         serializer = AgentInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         agent = agent_create(organization=request.user.organization, **serializer.validated_data)
-        return JsonResponse(agent_payload(agent), status=201)
+        return JsonResponse(AgentSerializer(agent).data, status=201)
 
 
 class AgentDetailView(APIView):
@@ -38,15 +38,15 @@ class AgentDetailView(APIView):
         return agent
 
     def get(self, request: Request, slug: str) -> JsonResponse:
-        return JsonResponse(agent_payload(self._agent(request, slug)))
+        return JsonResponse(AgentSerializer(self._agent(request, slug)).data)
 
     def patch(self, request: Request, slug: str) -> JsonResponse:
         agent = self._agent(request, slug)
         serializer = AgentInputSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         agent = agent_update(agent=agent, changes=serializer.validated_data)
-        return JsonResponse(agent_payload(agent))
+        return JsonResponse(AgentSerializer(agent).data)
 
     def delete(self, request: Request, slug: str) -> JsonResponse:
         agent_delete(agent=self._agent(request, slug))
-        return JsonResponse({"id": slug, "object": "agent.deleted", "deleted": True})
+        return JsonResponse(AgentDeletedSerializer({"id": slug}).data)

@@ -14,36 +14,39 @@ from accounts.api.auth import CredentialsInput, RefreshInput, TokenInput
 from accounts.api.automation import AutomationSettingsInputSerializer
 from accounts.api.keys import ApiKeyInputSerializer
 from accounts.api.members import MemberAddSerializer, MemberChangeSerializer
-from agents.api.serializers import AgentInputSerializer
-from config.openapi.responses import (
-    AgentDeletedSerializer,
-    AgentListSerializer,
-    AgentSerializer,
+from accounts.api.shapes import (
     ApiKeyListSerializer,
     ApiKeySerializer,
     AutomationSettingsSerializer,
-    ChatCompletionSerializer,
-    HealthSerializer,
     IssuedApiKeySerializer,
     MemberDeletedSerializer,
     MemberListSerializer,
     MemberSerializer,
+    TokenPairSerializer,
+)
+from agents.api.serializers import AgentInputSerializer
+from agents.api.shapes import (
+    AgentDeletedSerializer,
+    AgentListSerializer,
+    AgentSerializer,
     ModelListSerializer,
     ModelSerializer,
-    ReadinessSerializer,
-    SessionDeletedSerializer,
-    SessionExportSerializer,
-    SessionListSerializer,
-    SessionSerializer,
-    TokenPairSerializer,
-    TurnSerializer,
-    UsageSummarySerializer,
 )
+from config.health import HealthSerializer, ReadinessSerializer
 from sessions.api.serializers import (
     ChatCompletionRequestSerializer,
     SessionCreateSerializer,
     SessionForkSerializer,
     SessionUpdateSerializer,
+)
+from sessions.api.shapes import (
+    ChatCompletionSerializer,
+    SessionDeletedSerializer,
+    SessionExportSerializer,
+    SessionListSerializer,
+    SessionSerializer,
+    TurnSerializer,
+    UsageSummarySerializer,
 )
 from sessions.api.views import NLX_CHANNEL
 

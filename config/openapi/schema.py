@@ -404,14 +404,14 @@ class DefaultParamsFieldSchema(OpenApiSerializerFieldExtension):
 class ConstantSchema(OpenApiSerializerFieldExtension):
     # Marked here, made an enum by the hook below: drf-spectacular's enum hook would otherwise
     # turn each `object` constant into a component of its own.
-    target_class = "config.openapi.responses.Constant"
+    target_class = "config.shapes.Constant"
 
     def map_serializer_field(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
         return {"type": "string", "x-parley-constant": self.target.value}
 
 
 class ErrorObjectFieldSchema(OpenApiSerializerFieldExtension):
-    target_class = "config.openapi.responses.ErrorObjectField"
+    target_class = "config.shapes.ErrorObjectField"
 
     def map_serializer_field(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
         return {"allOf": [{"$ref": "#/components/schemas/ErrorObject"}]}

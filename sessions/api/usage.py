@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from config.errors import InvalidRequest
+from sessions.api.shapes import UsageSummarySerializer
 from sessions.usage import GROUPINGS, usage_summary
 
 DEFAULT_DAYS = 30
@@ -38,9 +39,10 @@ class UsageView(APIView):
             raise InvalidRequest("start must not be after end.", param="start")
         if (end - start).days >= MAX_DAYS:
             raise InvalidRequest(f"The range may span at most {MAX_DAYS} days.", param="start")
-        return JsonResponse(
-            usage_summary(organization=request.user.organization, start=start, end=end, group_by=group_by)
+        summary = usage_summary(
+            organization=request.user.organization, start=start, end=end, group_by=group_by
         )
+        return JsonResponse(UsageSummarySerializer(summary).data)
 
 
 def _date(query, param: str) -> date | None:
