@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.http import JsonResponse
+from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
@@ -10,6 +11,7 @@ from accounts.api.shapes import AutomationSettingsSerializer
 from accounts.automation import AutomationChanges, automation_get, automation_update
 from agents.selectors import agent_get
 from config.errors import InvalidRequest
+from config.openapi.parts import request_example
 from sessions.api.fields import StrictBooleanField, StrictCharField, StrictIntegerField
 from sessions.api.serializers import ClosedSerializer
 
@@ -38,11 +40,25 @@ class AutomationSettingsView(APIView):
     """GET /v1/settings/automation: the caller's organization's settings. PUT: change the
     settings the body names (unknown names are refused); the answer is the whole set."""
 
+    @extend_schema(
+        operation_id="retrieveAutomationSettings",
+        summary="Retrieve the automation settings",
+        tags=["Settings"],
+        responses=AutomationSettingsSerializer,
+    )
     def get(self, request: Request) -> JsonResponse:
         return JsonResponse(
             AutomationSettingsSerializer(automation_get(organization=request.user.organization)).data
         )
 
+    @extend_schema(
+        operation_id="updateAutomationSettings",
+        summary="Change the automation settings",
+        tags=["Settings"],
+        request=AutomationSettingsInputSerializer,
+        responses=AutomationSettingsSerializer,
+        examples=[request_example("Echo answers requests without a model", {"default_agent": "echo"})],
+    )
     def put(self, request: Request) -> JsonResponse:
         organization = request.user.organization
         serializer = AutomationSettingsInputSerializer(data=request.data)

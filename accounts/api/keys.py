@@ -8,6 +8,7 @@ from typing import Any
 
 from django.http import JsonResponse
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.views import APIView
@@ -17,6 +18,7 @@ from accounts.models import ALL_SCOPES, ApiKey
 from accounts.selectors import api_key_get, api_key_list
 from accounts.services import api_key_issue, api_key_revoke
 from config.errors import NotFound
+from config.openapi.parts import KEY_ID, request_example
 from sessions.api.fields import StrictCharField, StrictIntegerField, StrictListField
 
 _DATABASE_INT_MAX = 2_147_483_647
@@ -89,10 +91,31 @@ def _api_key_or_404(request: Request, key_id: str) -> ApiKey:
 class ApiKeyListView(APIView):
     """GET /v1/api-keys (revoked and expired ones too), POST /v1/api-keys."""
 
+    @extend_schema(
+        operation_id="listApiKeys",
+        summary="List API keys",
+        tags=["API keys"],
+        description="The organization's keys, revoked and expired ones too; never the keys themselves.",
+        responses=ApiKeyListSerializer,
+    )
     def get(self, request: Request) -> JsonResponse:
         keys = api_key_list(organization=request.user.organization)
         return JsonResponse(ApiKeyListSerializer({"data": keys}).data)
 
+    @extend_schema(
+        operation_id="createApiKey",
+        summary="Create an API key",
+        tags=["API keys"],
+        description="The answer holds the whole key (`key`), once. A key never holds more than its "
+        "creator may do; the owner and organization are set by the server, never by the body.",
+        request=ApiKeyInputSerializer,
+        responses={201: IssuedApiKeySerializer},
+        examples=[
+            request_example(
+                "A chat key for 90 days", {"name": "ci", "scopes": ["chat"], "expires_in_days": 90}
+            )
+        ],
+    )
     def post(self, request: Request) -> JsonResponse:
         serializer = ApiKeyInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -105,9 +128,23 @@ class ApiKeyListView(APIView):
 class ApiKeyDetailView(APIView):
     """GET /v1/api-keys/{id}; DELETE revokes it (at once: its next request is refused)."""
 
+    @extend_schema(
+        operation_id="retrieveApiKey",
+        summary="Retrieve an API key",
+        tags=["API keys"],
+        parameters=[KEY_ID],
+        responses=ApiKeySerializer,
+    )
     def get(self, request: Request, key_id: str) -> JsonResponse:
         return JsonResponse(ApiKeySerializer(_api_key_or_404(request, key_id)).data)
 
+    @extend_schema(
+        operation_id="revokeApiKey",
+        summary="Revoke an API key",
+        tags=["API keys"],
+        parameters=[KEY_ID],
+        responses={200: ApiKeySerializer},
+    )
     def delete(self, request: Request, key_id: str) -> JsonResponse:
         api_key = api_key_revoke(api_key=_api_key_or_404(request, key_id), actor=request.user)
         return JsonResponse(ApiKeySerializer(api_key).data)

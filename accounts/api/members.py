@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import JsonResponse
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.views import APIView
@@ -16,6 +17,7 @@ from accounts.models import Membership
 from accounts.selectors import membership_get, membership_list, user_find
 from accounts.services import membership_add, membership_change_role, membership_remove
 from config.errors import NotFound
+from config.openapi.parts import USER_ID, error, request_example
 from sessions.api.fields import StrictCharField
 
 
@@ -57,10 +59,24 @@ def _member_or_404(request: Request, user_id: str) -> Membership:
 class MemberListView(APIView):
     """GET /v1/members, oldest first; POST /v1/members adds an existing user."""
 
+    @extend_schema(
+        operation_id="listMembers",
+        summary="List the organization's members",
+        tags=["Members"],
+        responses=MemberListSerializer,
+    )
     def get(self, request: Request) -> JsonResponse:
         members = membership_list(organization=request.user.organization)
         return JsonResponse(MemberListSerializer({"data": members}).data)
 
+    @extend_schema(
+        operation_id="addMember",
+        summary="Add a member",
+        tags=["Members"],
+        request=MemberAddSerializer,
+        responses={201: MemberSerializer, 409: error("The user is already a member.")},
+        examples=[request_example("A member by username", {"username": "bob", "role": "member"})],
+    )
     def post(self, request: Request) -> JsonResponse:
         serializer = MemberAddSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -78,9 +94,27 @@ class MemberListView(APIView):
 class MemberDetailView(APIView):
     """GET, PATCH (the role) and DELETE /v1/members/{user_id}. The last owner stays (409)."""
 
+    patch_validates_whole_body = True  # the role is required (config/openapi/schema.py)
+
+    @extend_schema(
+        operation_id="retrieveMember",
+        summary="Retrieve a member",
+        tags=["Members"],
+        parameters=[USER_ID],
+        responses=MemberSerializer,
+    )
     def get(self, request: Request, user_id: str) -> JsonResponse:
         return JsonResponse(MemberSerializer(_member_or_404(request, user_id)).data)
 
+    @extend_schema(
+        operation_id="changeMemberRole",
+        summary="Change a member's role",
+        tags=["Members"],
+        parameters=[USER_ID],
+        request=MemberChangeSerializer,
+        responses={200: MemberSerializer, 409: error("The organization's last owner stays an owner.")},
+        examples=[request_example("Make an admin", {"role": "admin"})],
+    )
     def patch(self, request: Request, user_id: str) -> JsonResponse:
         membership = _member_or_404(request, user_id)
         serializer = MemberChangeSerializer(data=request.data)
@@ -90,6 +124,13 @@ class MemberDetailView(APIView):
         )
         return JsonResponse(MemberSerializer(membership).data)
 
+    @extend_schema(
+        operation_id="removeMember",
+        summary="Remove a member",
+        tags=["Members"],
+        parameters=[USER_ID],
+        responses={200: MemberDeletedSerializer, 409: error("The organization's last owner stays.")},
+    )
     def delete(self, request: Request, user_id: str) -> JsonResponse:
         membership_remove(membership=_member_or_404(request, user_id), actor=request.user)
         return JsonResponse(MemberDeletedSerializer({"id": int(user_id)}).data)

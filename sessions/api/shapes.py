@@ -152,8 +152,9 @@ class ChatCompletionChunkChoiceSerializer(serializers.Serializer):
 
 
 class ChatCompletionChunkSerializer(serializers.Serializer):
-    """One `data:` event of a stream: OpenAI's `chat.completion.chunk`, plus the session and turn
-    (Parley). Built by sessions/streaming.py (`chunk_base` and the chunk functions)."""
+    """One `data:` event of a stream: OpenAI's `chat.completion.chunk`, plus the session and turn (Parley)."""
+
+    # Built by sessions/streaming.py (`chunk_base` and the chunk functions).
 
     id = serializers.CharField()
     object = Constant("chat.completion.chunk")
