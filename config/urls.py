@@ -11,18 +11,16 @@ from agents.views import ModelDetailView, ModelListView
 from config.health import healthz, readyz
 from config.inputs import PathIdConverter
 from config.openapi.views import DocsView, SchemaView
-from sessions.api.usage import UsageView
-from sessions.api.views import (
+from sessions.api.chat import chat_completions, nlx_chat_completions, turn_events
+from sessions.api.sessions import (
     SessionDetailView,
     SessionExportView,
     SessionForkView,
     SessionListView,
     TurnCancelView,
     TurnDetailView,
-    chat_completions,
-    nlx_chat_completions,
-    turn_events,
 )
+from sessions.api.usage import UsageView
 
 # Every id in a path is an <id:…>: text no id can hold (a NUL, a space) is a 404 here, before any view.
 register_converter(PathIdConverter, "id")

@@ -19,7 +19,7 @@ from drf_spectacular.validation import validate_schema
 
 from accounts.permissions import ANY_METHOD, ENDPOINT_PERMISSIONS, PUBLIC, required_permission
 from config import urls
-from sessions.api.views import chat_completions, turn_events
+from sessions.api.chat import chat_completions, turn_events
 from tests.conftest import Tenant
 from tests.live import Stack
 from tests.sse import post_stream

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from config.errors import ApiError, InvalidJson, InvalidRequest
-from sessions.api.serializers import parse_chat_request
+from sessions.api.chat_serializers import parse_chat_request
 from sessions.transcript import unseen_messages
 
 # --- the request validator ------------------------------------------------------------------------

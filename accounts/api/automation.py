@@ -13,7 +13,7 @@ from agents.selectors import agent_get
 from config.errors import InvalidRequest
 from config.openapi.parts import request_example
 from sessions.api.fields import StrictBooleanField, StrictCharField, StrictIntegerField
-from sessions.api.serializers import ClosedSerializer
+from sessions.api.session_serializers import ClosedSerializer
 
 _DATABASE_INT_MAX = 2_147_483_647
 

@@ -10,6 +10,7 @@ from typing import Any
 from django.core.validators import validate_slug
 from rest_framework import serializers
 
+from sessions.api.chat_serializers import ChatCompletionRequestSerializer
 from sessions.api.fields import (
     JsonObjectField,
     StrictBooleanField,
@@ -17,7 +18,6 @@ from sessions.api.fields import (
     StrictIntegerField,
     StrictListField,
 )
-from sessions.api.serializers import ChatCompletionRequestSerializer
 
 # The chat request parameters an agent may set as defaults; a request's own values win.
 DEFAULT_PARAM_NAMES = (

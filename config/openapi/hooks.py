@@ -11,7 +11,7 @@ from typing import Any
 from accounts.permissions import KEY_SCOPES, PUBLIC, ROLE_PERMISSIONS, required_permission
 from config.openapi.parts import ERROR_REF
 from config.openapi.schema import BEARER, canonical_paths, route_names
-from sessions.api.serializers import TOKEN_ID
+from sessions.api.chat_serializers import TOKEN_ID
 
 API_DESCRIPTION = """Parley is an OpenAI-compatible, session-aware agent platform. Point an OpenAI
 client at `/v1` and it works as it does with OpenAI; add a `session_id` (or `conversation_id`,

@@ -15,7 +15,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-import config.openapi.session_operations  # noqa: F401  (until sessions/api/views.py is split)
 from config.health import HealthSerializer, ReadinessSerializer, healthz, readyz
 from config.openapi.parts import (
     EVENT_STREAM,
@@ -28,9 +27,9 @@ from config.openapi.parts import (
     request_example,
 )
 from config.openapi.schema import ParleyAutoSchema
-from sessions.api.serializers import ChatCompletionRequestSerializer
+from sessions.api.chat import NLX_CHANNEL, chat_completions, nlx_chat_completions, turn_events
+from sessions.api.chat_serializers import ChatCompletionRequestSerializer
 from sessions.api.shapes import ChatCompletionChunkSerializer, ChatCompletionSerializer
-from sessions.api.views import NLX_CHANNEL, chat_completions, nlx_chat_completions, turn_events
 
 CHAT_DESCRIPTION = """OpenAI's Chat Completions, with sessions: send a `session_id` and only the new
 messages, and Parley supplies the history (the agent's system prompt, the stored transcript, then

@@ -25,7 +25,8 @@ from rest_framework import serializers
 from agents.api.serializers import READ_ONLY_NAMES
 from agents.backends import BACKENDS
 from config.openapi.parts import LINKS
-from sessions.api.serializers import _METADATA_KEY_LENGTH, _METADATA_MAX_KEYS, PART_TYPES_BY_ROLE
+from sessions.api.chat_serializers import PART_TYPES_BY_ROLE
+from sessions.api.session_serializers import _METADATA_KEY_LENGTH, _METADATA_MAX_KEYS
 
 BEARER = "bearerAuth"
 
@@ -146,7 +147,7 @@ class BearerAuthenticationScheme(OpenApiAuthenticationExtension):
 
 
 class ContentFieldSchema(OpenApiSerializerFieldExtension):
-    target_class = "sessions.api.serializers.ContentField"
+    target_class = "sessions.api.chat_serializers.ContentField"
 
     def map_serializer_field(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
         # Each part carries the payload its `type` names, as serializers.ContentField checks. (The
@@ -191,7 +192,7 @@ class MessageSchema(OpenApiSerializerExtension):
     `tool_call_id` on a tool message, `name` on a (deprecated) function message, which is then a
     tool message; tool calls (`tool_calls`, deprecated `function_call`) on assistant messages only."""
 
-    target_class = "sessions.api.serializers.MessageSerializer"
+    target_class = "sessions.api.chat_serializers.MessageSerializer"
 
     def map_serializer(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
         schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
@@ -231,7 +232,7 @@ class ChatCompletionRequestSchema(OpenApiSerializerExtension):
     same session; a `tool` message must answer a tool call still open in the session or earlier in
     the request (the turn's check); without `model`, the organization needs a default agent."""
 
-    target_class = "sessions.api.serializers.ChatCompletionRequestSerializer"
+    target_class = "sessions.api.chat_serializers.ChatCompletionRequestSerializer"
 
     def map_serializer(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
         schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
@@ -270,7 +271,7 @@ class ChatCompletionRequestSchema(OpenApiSerializerExtension):
 class ResponseFormatSchema(OpenApiSerializerExtension):
     """`json_schema` is required with `type: json_schema` (ResponseFormatSerializer.validate)."""
 
-    target_class = "sessions.api.serializers.ResponseFormatSerializer"
+    target_class = "sessions.api.chat_serializers.ResponseFormatSerializer"
 
     def map_serializer(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
         schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
@@ -280,7 +281,7 @@ class ResponseFormatSchema(OpenApiSerializerExtension):
 
 
 class StopFieldSchema(OpenApiSerializerFieldExtension):
-    target_class = "sessions.api.serializers.StopField"
+    target_class = "sessions.api.chat_serializers.StopField"
 
     def map_serializer_field(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
         return {
@@ -341,7 +342,7 @@ class ErrorObjectFieldSchema(OpenApiSerializerFieldExtension):
 class MetadataFieldSchema(OpenApiSerializerFieldExtension):
     """A session's metadata: its key limits are on the keys, which only JSON Schema can describe."""
 
-    target_class = "sessions.api.serializers.MetadataField"
+    target_class = "sessions.api.session_serializers.MetadataField"
 
     def map_serializer_field(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
         schema = auto_schema._map_serializer_field(self.target, direction, bypass_extensions=True)
@@ -360,7 +361,7 @@ class ClosedObjectSchema(OpenApiSerializerExtension):
     The fields it accepts and ignores (the answer's own read-only fields, so that sending an answer
     back is harmless) are listed as read-only."""
 
-    target_class = "sessions.api.serializers.ClosedSerializer"
+    target_class = "sessions.api.session_serializers.ClosedSerializer"
     match_subclasses = True
 
     def ignored_fields(self) -> frozenset[str]:

@@ -22,7 +22,7 @@ from config.shapes import (
     UnixTime,
     deleted_shape,
 )
-from sessions.api.serializers import PART_TYPES_BY_ROLE, FunctionCallSerializer, ToolCallSerializer
+from sessions.api.chat_serializers import PART_TYPES_BY_ROLE, FunctionCallSerializer, ToolCallSerializer
 from sessions.models import Message, Session, Turn
 from sessions.streaming import SYSTEM_FINGERPRINT, completion_id, usage_with_details
 
