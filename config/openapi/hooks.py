@@ -125,34 +125,6 @@ ERROR_DESCRIPTIONS = {
     413: "The request body is larger than the server's limit.",
     500: "A server fault.",
 }
-# The chat request's fields that OpenAI's documentation does not describe, or that Parley adds.
-FIELD_DESCRIPTIONS: dict[str, dict[str, str]] = {
-    "ChatCompletionRequest": {
-        "model": "An agent's slug (GET /v1/models), or `agent:session` to name the session too. "
-        "Without it, the organization's default agent answers.",
-        "messages": "The new messages; with a session, the server supplies the history. A resent "
-        "whole transcript is recognised, and its stored prefix is not stored twice. At most "
-        "`PARLEY_MAX_MESSAGES_PER_REQUEST` (2048) messages, holding at most as many tool calls in all.",
-        "stream": "Answer with Server-Sent Events of `chat.completion.chunk`s.",
-        "session_id": "Parley: the session to continue, or to create with this id (1-128 characters "
-        "of `[A-Za-z0-9._:-]`; ids starting with `sess_` or `turn_` are Parley's and never created). "
-        "Without it a new session is created and returned (with `auto_create_sessions` off, the call "
-        "is stateless).",
-        "conversation_id": "Parley: a synonym of `session_id` (Dify).",
-        "thread_id": "Parley: a synonym of `session_id` (Assistants threads).",
-        "conversation": 'Parley: a synonym of `session_id` (Responses API): an id or `{"id": …}`.',
-        "session_reset": "Parley: start the session's transcript over before storing this turn's messages.",
-        "user": "The end user; sessions can be listed by it.",
-        "metadata": "Up to 16 string values.",
-        "functions": "Deprecated: read as `tools`.",
-        "function_call": "Deprecated: read as `tool_choice`.",
-    },
-    "StreamOptions": {
-        "include_usage": "A final chunk, with empty `choices`, carries `usage`.",
-        "include_tool_steps": "Parley: server-side tool steps stream as chunks with an empty delta "
-        "and a `tool_step` field.",
-    },
-}
 SESSION_ID_PATTERN = "^[A-Za-z0-9._:-]{1,128}$"
 SESSION_ID_FIELDS = {
     "ChatCompletionRequest": ("session_id", "conversation_id", "thread_id", "conversation"),
@@ -218,11 +190,6 @@ def _complete_operation(operation: dict[str, Any], *, name: str, path: str, meth
 
 
 def _describe_fields(schemas: dict[str, Any]) -> None:
-    for component, descriptions in FIELD_DESCRIPTIONS.items():
-        properties = schemas.get(component, {}).get("properties", {})
-        for name, description in descriptions.items():
-            if name in properties:
-                properties[name].setdefault("description", description)
     # Session ids are checked by a function (serializers._session_id), which drf-spectacular cannot read.
     for component, names in SESSION_ID_FIELDS.items():
         properties = schemas.get(component, {}).get("properties", {})
