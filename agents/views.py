@@ -3,30 +3,34 @@
 from __future__ import annotations
 
 from django.http import JsonResponse
+from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from agents.models import Agent
+from agents.api.shapes import ModelListSerializer, ModelSerializer
 from agents.selectors import agent_get_enabled, agent_list_enabled
 from config.errors import NotFound
-
-
-def model_payload(agent: Agent) -> dict:
-    return {
-        "id": agent.slug,
-        "object": "model",
-        "created": int(agent.created.timestamp()),
-        "owned_by": agent.organization.slug,
-    }
+from config.openapi.parts import SLUG
 
 
 class ModelListView(APIView):
+    @extend_schema(
+        operation_id="listModels", summary="List models", tags=["Models"], responses=ModelListSerializer
+    )
     def get(self, request: Request) -> JsonResponse:
         agents = agent_list_enabled(organization=request.user.organization).select_related("organization")
-        return JsonResponse({"object": "list", "data": [model_payload(agent) for agent in agents]})
+        return JsonResponse(ModelListSerializer({"data": agents}).data)
 
 
 class ModelDetailView(APIView):
+    @extend_schema(
+        operation_id="retrieveModel",
+        summary="Retrieve a model",
+        tags=["Models"],
+        parameters=[SLUG],
+        responses=ModelSerializer,
+        description="An enabled agent of the organization, as OpenAI's model object.",
+    )
     def get(self, request: Request, slug: str) -> JsonResponse:
         agent = agent_get_enabled(organization=request.user.organization, slug=slug)
         if agent is None:
@@ -35,4 +39,4 @@ class ModelDetailView(APIView):
                 param="model",
                 code="model_not_found",
             )
-        return JsonResponse(model_payload(agent))
+        return JsonResponse(ModelSerializer(agent).data)

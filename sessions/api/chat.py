@@ -25,8 +25,8 @@ from config.errors import (
 from config.inputs import ascii_int, json_body_parse
 from config.offload import off_loop
 from sessions.api.chat_serializers import ChatRequest, parse_chat_request
-from sessions.api.responses import chat_completion
 from sessions.api.sessions import _turn_or_404
+from sessions.api.shapes import chat_completion
 from sessions.api.sse import sse_stream
 from sessions.errors import turn_error
 from sessions.events import wait_for_turn
