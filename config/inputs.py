@@ -126,6 +126,25 @@ def text_problem(text: str) -> tuple[str, str] | None:
     return None
 
 
+# What stands for a character that cannot be stored, as a decoder's errors="replace" writes it.
+REPLACEMENT_CHARACTER = "\ufffd"
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(value: Any) -> Any:
+    """`value` (text, or JSON made of lists and dicts) with every NUL and lone surrogate, in
+    strings and keys, replaced by U+FFFD: for what Parley does not refuse but passes on and keeps,
+    such as an agent's answer or a tool's result, which PostgreSQL would refuse to store (its text
+    and jsonb hold neither). Anything else is returned as it is."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub(REPLACEMENT_CHARACTER, value)
+    if isinstance(value, dict):
+        return {storable(key): storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [storable(item) for item in value]
+    return value
+
+
 class JsonBodyParser(JSONParser):
     """DRF's JSON parser with the checks above."""
 
