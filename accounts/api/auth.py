@@ -11,6 +11,10 @@ gets tokens for the API: it takes the Django session cookie and, like every sess
 write, the CSRF token (X-CSRFToken header or a form's csrfmiddlewaretoken field), so another site
 cannot mint tokens with the cookie. The browser page /accounts/api-token/ (accounts/views.py)
 issues a pair from its own form.
+
+These views reach the database from their request's own thread: while it cannot be reached they
+answer 503 database_unavailable with Retry-After, at once once the outage is known, as the rest
+of the API does (config.db.DatabaseGuardedAPIView).
 """
 
 from __future__ import annotations
@@ -22,11 +26,11 @@ from rest_framework.authentication import SessionAuthentication
 from rest_framework.parsers import FormParser
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 from rest_framework_simplejwt.settings import api_settings
 
 from accounts.jwt import TokenPair, jwt_pair_issue, jwt_pair_refresh, jwt_refresh_revoke, jwt_verify
 from accounts.signin_throttle import signin_attempt_check, signin_failure_record
+from config.db import DatabaseGuardedAPIView
 from config.errors import AuthenticationFailed, PermissionDenied
 from config.inputs import JsonBodyParser
 
@@ -59,7 +63,7 @@ def _valid(serializer_class: type[serializers.Serializer], request: Request) -> 
     return serializer.validated_data
 
 
-class TokenObtainView(APIView):
+class TokenObtainView(DatabaseGuardedAPIView):
     authentication_classes = []
 
     def post(self, request: Request) -> Response:
@@ -75,7 +79,7 @@ class TokenObtainView(APIView):
         return _pair_response(jwt_pair_issue(user=user))
 
 
-class TokenRefreshView(APIView):
+class TokenRefreshView(DatabaseGuardedAPIView):
     authentication_classes = []
 
     def post(self, request: Request) -> Response:
@@ -83,7 +87,7 @@ class TokenRefreshView(APIView):
         return _pair_response(jwt_pair_refresh(raw_refresh=data["refresh"]))
 
 
-class TokenVerifyView(APIView):
+class TokenVerifyView(DatabaseGuardedAPIView):
     authentication_classes = []
 
     def post(self, request: Request) -> Response:
@@ -92,7 +96,7 @@ class TokenVerifyView(APIView):
         return Response({})
 
 
-class LogoutView(APIView):
+class LogoutView(DatabaseGuardedAPIView):
     def post(self, request: Request) -> Response:
         data = _valid(RefreshInput, request)
         principal = request.user
@@ -102,7 +106,7 @@ class LogoutView(APIView):
         return Response(status=204)
 
 
-class SessionTokenView(APIView):
+class SessionTokenView(DatabaseGuardedAPIView):
     """A JWT pair for the user of the browser session (after an OAuth/OIDC sign-in)."""
 
     # DRF's session authentication enforces Django's CSRF check on every request it accepts; the
