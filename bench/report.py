@@ -327,6 +327,8 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{_kib(per_stream)} | {figures['seconds_until_all_open']} |"
             )
         lines.append("")
+    if results.get("profile"):
+        lines += _profile_lines(results["profile"])
     lines += ["Every figure is in `bench/results/latest.json`.", END]
     return "\n".join(lines)
 
@@ -341,3 +343,27 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
     else:
         text = text.rstrip() + "\n\n" + generated + "\n"
     path.write_text(text)
+
+
+def _profile_lines(found: dict[str, Any], top: int = 10) -> list[str]:
+    load = found.get("load", {})
+    lines = [
+        "### Where Parley's time goes (py-spy, non-streaming, concurrency 16)",
+        "",
+        f"Sampled while the load ran ({load.get('ok')} requests, {load.get('throughput')} req/s, "
+        f"p50 {load.get('p50_ms')} ms). Percent of the samples of running (not idle) threads.",
+        "",
+    ]
+    for role in ("web", "worker"):
+        summary = found.get(role, {})
+        if not summary.get("samples"):
+            lines += [f"{role}: no samples ({summary.get('error', '')})", ""]
+            continue
+        lines += [f"**{role}** ({summary['samples']} samples): Parley's functions, inclusive", ""]
+        lines += [
+            f"- {item['percent']}% `{item['frame']}`" for item in summary["top_project_inclusive"][:top]
+        ]
+        lines += ["", f"**{role}**: at the top of the stack (self)", ""]
+        lines += [f"- {item['percent']}% `{item['frame']}`" for item in summary["top_self"][:top]]
+        lines.append("")
+    return lines

@@ -33,7 +33,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import report  # noqa: E402
+from bench import profile, report  # noqa: E402
 from tests.faults.servers import PostgresServer, RedisServer  # noqa: E402
 from tests.live import (  # noqa: E402
     database_url,
@@ -530,6 +530,23 @@ def _statements(database_url: str) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+def profile_parley(target: Target, log_dir: Path, seconds: float = 20) -> dict[str, Any]:
+    """A non-streaming load at concurrency 16 on Parley (production) while py-spy samples its web
+    process and its worker (main and pool processes)."""
+    recorders = {}
+    for role, subprocesses in (("web", False), ("worker", True)):
+        output = log_dir / f"profile-{role}.txt"
+        recorder = profile.record(target.pids[role][0], seconds, output, subprocesses=subprocesses)
+        recorders[role] = (recorder, output)
+    figures = run_load(target, {"concurrency": 16, "requests": 100_000, "max_seconds": seconds - 2})
+    summary: dict[str, Any] = {}
+    for role, (recorder, output) in recorders.items():
+        recorder.wait(timeout=seconds + 60)
+        summary[role] = profile.summarize(output)
+    summary["load"] = {name: figures[name] for name in ("ok", "throughput", "p50_ms", "cpu_ms_per_request")}
+    return summary
+
+
 # --- the machine -----------------------------------------------------------------------------------
 
 
@@ -562,7 +579,10 @@ def main() -> None:
     parser.add_argument("--plan", choices=sorted(PLANS), default="full")
     parser.add_argument("--rounds", type=int, help="override the plan's number of rounds")
     parser.add_argument(
-        "--skip", nargs="*", default=[], choices=["embedded", "litellm", "rounds", "sessions", "open-streams"]
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=["embedded", "litellm", "rounds", "profile", "sessions", "open-streams"],
     )
     parser.add_argument("--note", default="", help="a note recorded with the results (e.g. 'machine shared')")
     arguments = parser.parse_args()
@@ -665,6 +685,9 @@ def main() -> None:
         if "rounds" not in arguments.skip:
             results["rounds"] = rounds(targets, plan)
             results["loads"] = summarize(results["rounds"])
+        if "profile" not in arguments.skip and profile.available():
+            log("profiling Parley (py-spy) under a non-streaming load at concurrency 16")
+            results["profile"] = profile_parley(targets[1], log_dir)
         if "sessions" not in arguments.skip:
             results["session_lengths"] = session_lengths(upstream_url, redis.url, plan, log_dir)
         if "open-streams" not in arguments.skip:
