@@ -70,7 +70,7 @@ lint: install
 
 # The benchmark (bench/README.md, BENCHMARKS.md): Parley in production and embedded mode against
 # LiteLLM's proxy and against the fake upstream itself, on loopback. `make bench` is the full run
-# (about 20 minutes on 2 cores), `make bench-quick` a short one (about 12); BENCH_ARGS passes options
+# (about 20 minutes on 2 cores), `make bench-quick` a short one (about 8); BENCH_ARGS passes options
 # to bench/run.py (e.g. BENCH_ARGS='--note "machine shared"'). Results: bench/results/latest.json,
 # bench/results/latency.png and the generated part of BENCHMARKS.md.
 BENCH_VENV = bench/.venv

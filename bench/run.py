@@ -87,6 +87,8 @@ class Plan:
     open_streams: int
     hold_seconds: float
     session_turns: int
+    # How long the open-streams load may take to open them all.
+    open_seconds: float = 120
     session_lengths: tuple[int, ...] = (10, 1000, 10000)
 
 
@@ -104,11 +106,12 @@ PLANS = {
     "quick": Plan(
         "quick",
         rounds=1,
-        requests={1: 30, 16: 100, 64: 200},
-        max_seconds=15,
+        requests={1: 20, 16: 64, 64: 128},
+        max_seconds=10,
         open_streams=1000,
         hold_seconds=3,
-        session_turns=10,
+        session_turns=5,
+        open_seconds=45,
     ),
     "full": Plan(
         "full",
@@ -456,7 +459,7 @@ def open_streams(target: Target, plan: Plan, pids: dict[str, list[int]]) -> dict
             "stream": True,
             "requests": plan.open_streams,
             "hold_seconds": plan.hold_seconds,
-            "max_seconds": 120,
+            "max_seconds": plan.open_seconds,
             "request_timeout": 180,
         },
     )
