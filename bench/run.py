@@ -729,6 +729,9 @@ def main() -> None:
                     pids = {"web": target.pids["web"]} if target.name == "parley" else target.pids
                     log(f"{plan.open_streams} open streams on {target.name}")
                     results["open_streams"][target.name] = open_streams(target, plan, pids)
+    # The servers are stopped: the benchmark's database goes too (the next run makes it anew).
+    with psycopg.connect(SHARED_POSTGRES, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{BENCH_DATABASE}" WITH (FORCE)')
     results["seconds"] = round(time.monotonic() - started, 1)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
