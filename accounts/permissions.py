@@ -15,12 +15,11 @@ from django.http import HttpRequest
 from rest_framework.permissions import BasePermission
 
 from accounts.models import ALL_SCOPES, Membership
+from accounts.principal import Principal
 from config.errors import AuthenticationFailed, PermissionDenied
 
 if TYPE_CHECKING:
     from rest_framework.views import APIView
-
-    from accounts.authentication import Principal
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import secrets
 import string
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -16,11 +16,9 @@ from django.utils.text import slugify
 
 from accounts.models import ALL_SCOPES, ApiKey, AuditEvent, AutomationSettings, Membership, Organization, User
 from accounts.permissions import ROLE_PERMISSIONS, grantable_scopes
+from accounts.principal import Principal
 from agents.services import agent_create_defaults
 from config.errors import Conflict, InvalidRequest, PermissionDenied
-
-if TYPE_CHECKING:
-    from accounts.authentication import Principal
 
 # Secret scanners look for this; it also tells a Parley key from an upstream provider's.
 API_KEY_MARKER = "sk-parley-"

@@ -13,7 +13,7 @@ from sessions.models import Turn
 from sessions.selectors import turn_by_idempotency_key
 
 if TYPE_CHECKING:
-    from accounts.authentication import Principal
+    from accounts.principal import Principal
 
 logger = logging.getLogger(__name__)
 

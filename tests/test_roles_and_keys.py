@@ -15,7 +15,6 @@ from django.urls import URLPattern, get_resolver
 from django.utils import timezone
 
 from accounts.api.keys import api_key_payload
-from accounts.authentication import Principal
 from accounts.models import ALL_SCOPES, ApiKey, AuditEvent, Membership
 from accounts.permissions import (
     ADMIN,
@@ -30,6 +29,7 @@ from accounts.permissions import (
     principal_can,
     principal_permissions,
 )
+from accounts.principal import Principal
 from accounts.services import (
     api_key_create,
     api_key_issue,

@@ -11,8 +11,9 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from accounts.authentication import Principal, authenticate_bearer
+from accounts.authentication import authenticate_bearer
 from accounts.permissions import require_permission
+from accounts.principal import Principal
 from config.db import db_call
 from config.errors import (
     ApiError,
