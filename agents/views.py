@@ -7,8 +7,7 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from agents.models import Agent
-from agents.selectors import agent_get_enabled, agent_list_enabled
-from config.errors import NotFound
+from agents.selectors import access_model, agent_list_enabled
 
 
 def model_payload(agent: Agent) -> dict:
@@ -28,11 +27,4 @@ class ModelListView(APIView):
 
 class ModelDetailView(APIView):
     def get(self, request: Request, slug: str) -> JsonResponse:
-        agent = agent_get_enabled(organization=request.user.organization, slug=slug)
-        if agent is None:
-            raise NotFound(
-                f"The model '{slug}' does not exist or you do not have access to it.",
-                param="model",
-                code="model_not_found",
-            )
-        return JsonResponse(model_payload(agent))
+        return JsonResponse(model_payload(access_model(request.user, slug)))

@@ -13,9 +13,8 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from accounts.models import ALL_SCOPES, ApiKey
-from accounts.selectors import api_key_get, api_key_list
+from accounts.selectors import access_api_key, api_key_list
 from accounts.services import IssuedApiKey, api_key_issue, api_key_revoke
-from config.errors import NotFound
 from sessions.api.fields import StrictCharField, StrictIntegerField, StrictListField
 
 _DATABASE_INT_MAX = 2_147_483_647
@@ -110,13 +109,6 @@ def issued_payload(issued: IssuedApiKey) -> dict[str, Any]:
     return {**api_key_payload(issued.api_key), "key": issued.secret}
 
 
-def _api_key_or_404(request: Request, key_id: str) -> ApiKey:
-    api_key = api_key_get(organization=request.user.organization, key_id=key_id)
-    if api_key is None:
-        raise NotFound(f"No API key found with id '{key_id}'.", param="id", code="api_key_not_found")
-    return api_key
-
-
 class ApiKeyListView(APIView):
     """GET /v1/api-keys (revoked and expired ones too), POST /v1/api-keys."""
 
@@ -137,8 +129,8 @@ class ApiKeyDetailView(APIView):
     """GET /v1/api-keys/{id}; DELETE revokes it (at once: its next request is refused)."""
 
     def get(self, request: Request, key_id: str) -> JsonResponse:
-        return JsonResponse(api_key_payload(_api_key_or_404(request, key_id)))
+        return JsonResponse(api_key_payload(access_api_key(request.user, key_id)))
 
     def delete(self, request: Request, key_id: str) -> JsonResponse:
-        api_key = api_key_revoke(api_key=_api_key_or_404(request, key_id), actor=request.user)
+        api_key = api_key_revoke(api_key=access_api_key(request.user, key_id), actor=request.user)
         return JsonResponse(api_key_payload(api_key))

@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from accounts.api.keys import refuse_unknown_fields
 from accounts.models import Membership
-from accounts.selectors import membership_get, membership_list, user_find
+from accounts.selectors import access_member, membership_list, user_find
 from accounts.services import membership_add, membership_change_role, membership_remove
 from config.errors import NotFound
 from sessions.api.fields import StrictCharField
@@ -60,13 +60,6 @@ def member_payload(membership: Membership) -> dict[str, Any]:
     }
 
 
-def _member_or_404(request: Request, user_id: str) -> Membership:
-    membership = membership_get(organization=request.user.organization, user_id=user_id)
-    if membership is None:
-        raise NotFound(f"No member found with id '{user_id}'.", param="user_id", code="member_not_found")
-    return membership
-
-
 class MemberListView(APIView):
     """GET /v1/members, oldest first; POST /v1/members adds an existing user."""
 
@@ -92,10 +85,10 @@ class MemberDetailView(APIView):
     """GET, PATCH (the role) and DELETE /v1/members/{user_id}. The last owner stays (409)."""
 
     def get(self, request: Request, user_id: str) -> JsonResponse:
-        return JsonResponse(member_payload(_member_or_404(request, user_id)))
+        return JsonResponse(member_payload(access_member(request.user, user_id)))
 
     def patch(self, request: Request, user_id: str) -> JsonResponse:
-        membership = _member_or_404(request, user_id)
+        membership = access_member(request.user, user_id)
         serializer = MemberChangeSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         membership = membership_change_role(
@@ -104,5 +97,5 @@ class MemberDetailView(APIView):
         return JsonResponse(member_payload(membership))
 
     def delete(self, request: Request, user_id: str) -> JsonResponse:
-        membership_remove(membership=_member_or_404(request, user_id), actor=request.user)
+        membership_remove(membership=access_member(request.user, user_id), actor=request.user)
         return JsonResponse({"id": int(user_id), "object": "organization.member.deleted", "deleted": True})

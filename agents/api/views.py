@@ -8,9 +8,8 @@ from rest_framework.views import APIView
 
 from agents.api.responses import agent_payload
 from agents.api.serializers import AgentInputSerializer
-from agents.models import Agent
-from agents.selectors import agent_get, agent_list
-from agents.services import agent_create, agent_delete, agent_not_found, agent_update
+from agents.selectors import access_agent, agent_list
+from agents.services import agent_create, agent_delete, agent_update
 
 
 class AgentListView(APIView):
@@ -31,22 +30,16 @@ class AgentListView(APIView):
 class AgentDetailView(APIView):
     """GET, PATCH (partial update) and DELETE /v1/agents/{slug}."""
 
-    def _agent(self, request: Request, slug: str) -> Agent:
-        agent = agent_get(organization=request.user.organization, slug=slug)
-        if agent is None:
-            raise agent_not_found(slug)
-        return agent
-
     def get(self, request: Request, slug: str) -> JsonResponse:
-        return JsonResponse(agent_payload(self._agent(request, slug)))
+        return JsonResponse(agent_payload(access_agent(request.user, slug)))
 
     def patch(self, request: Request, slug: str) -> JsonResponse:
-        agent = self._agent(request, slug)
+        agent = access_agent(request.user, slug)
         serializer = AgentInputSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         agent = agent_update(agent=agent, changes=serializer.validated_data)
         return JsonResponse(agent_payload(agent))
 
     def delete(self, request: Request, slug: str) -> JsonResponse:
-        agent_delete(agent=self._agent(request, slug))
+        agent_delete(agent=access_agent(request.user, slug))
         return JsonResponse({"id": slug, "object": "agent.deleted", "deleted": True})

@@ -27,11 +27,11 @@ from config.inputs import ascii_int, json_body_parse
 from config.offload import off_loop
 from sessions.api.chat_serializers import ChatRequest, parse_chat_request
 from sessions.api.responses import chat_completion
-from sessions.api.sessions import _turn_or_404
 from sessions.api.sse import sse_stream
 from sessions.events import wait_for_turn
 from sessions.limits import submit_within_limits
 from sessions.models import Session, Turn
+from sessions.selectors import access_turn
 from sessions.turns import turn_error, turn_submit
 
 
@@ -186,7 +186,7 @@ async def turn_events(request: HttpRequest, turn_id: str) -> HttpResponse:
         raise MethodNotAllowed(f"Method {request.method} is not allowed; use GET.", headers={"Allow": "GET"})
     principal = await db_call(authenticate_bearer, request)
     require_permission(request, principal)
-    turn = await db_call(_turn_or_404, principal.organization, turn_id)
+    turn = await db_call(access_turn, principal, turn_id)
     last_event_id = ascii_int(request.headers.get("Last-Event-ID", "0").strip() or "0")
     if last_event_id is None:
         raise InvalidRequest("Last-Event-ID must be the id of an event of this turn.", param="Last-Event-ID")

@@ -13,8 +13,8 @@ from django.utils.dateparse import parse_date, parse_datetime
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from agents.selectors import agent_get
-from config.errors import InvalidRequest, NotFound
+from agents.selectors import access_agent_named_in_body
+from config.errors import InvalidRequest
 from config.inputs import ascii_int, text_problem
 from sessions.api.responses import session_export, session_payload, turn_payload
 from sessions.api.session_serializers import (
@@ -22,20 +22,19 @@ from sessions.api.session_serializers import (
     SessionForkSerializer,
     SessionUpdateSerializer,
 )
-from sessions.models import Session, Turn
 from sessions.selectors import (
     SessionFilters,
+    access_session,
+    access_turn,
     session_get,
     session_list,
     session_transcript,
     session_turns,
-    turn_get,
 )
 from sessions.services import (
     session_create,
     session_delete,
     session_fork,
-    session_not_found,
     session_update,
 )
 from sessions.turns import turn_cancel
@@ -79,11 +78,7 @@ class SessionListView(APIView):
         data = serializer.validated_data
         agent = None
         if "agent" in data:
-            agent = agent_get(organization=organization, slug=data["agent"])
-            if agent is None:  # another organization's agent looks missing too
-                raise InvalidRequest(
-                    f"No agent found with slug '{data['agent']}'.", param="agent", code="agent_not_found"
-                )
+            agent = access_agent_named_in_body(request.user, data["agent"], field="agent")
         session = session_create(
             organization=organization,
             session_id=data.get("id"),
@@ -167,30 +162,23 @@ def _moment(query: Any, param: str) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _session_or_404(request: Request, session_id: str) -> Session:
-    session = session_get(organization=request.user.organization, session_id=session_id)
-    if session is None:
-        raise session_not_found(session_id)
-    return session
-
-
 class SessionDetailView(APIView):
     """GET /v1/sessions/{id} with its messages; PATCH its title and metadata (metadata is
     replaced as a whole); DELETE /v1/sessions/{id}."""
 
     def get(self, request: Request, session_id: str) -> JsonResponse:
-        session = _session_or_404(request, session_id)
+        session = access_session(request.user, session_id)
         return JsonResponse(session_payload(session, session_transcript(session=session)))
 
     def patch(self, request: Request, session_id: str) -> JsonResponse:
-        session = _session_or_404(request, session_id)
+        session = access_session(request.user, session_id)
         serializer = SessionUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         session = session_update(session=session, changes=dict(serializer.validated_data))
         return JsonResponse(session_payload(session))
 
     def delete(self, request: Request, session_id: str) -> JsonResponse:
-        session = _session_or_404(request, session_id)
+        session = access_session(request.user, session_id)
         session_delete(session=session)
         return JsonResponse({"id": session_id, "object": "session.deleted", "deleted": True})
 
@@ -200,7 +188,7 @@ class SessionExportView(APIView):
     file to download."""
 
     def get(self, request: Request, session_id: str) -> JsonResponse:
-        session = _session_or_404(request, session_id)
+        session = access_session(request.user, session_id)
         export = session_export(
             session,
             session_transcript(session=session),
@@ -217,7 +205,7 @@ class SessionForkView(APIView):
     first N messages, with the same agent and metadata."""
 
     def post(self, request: Request, session_id: str) -> JsonResponse:
-        session = _session_or_404(request, session_id)
+        session = access_session(request.user, session_id)
         serializer = SessionForkSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         fork = session_fork(
@@ -228,23 +216,16 @@ class SessionForkView(APIView):
         return JsonResponse(session_payload(fork, session_transcript(session=fork)), status=201)
 
 
-def _turn_or_404(organization, turn_id: str) -> Turn:
-    turn = turn_get(organization=organization, turn_id=turn_id)
-    if turn is None:
-        raise NotFound(f"No turn found with id '{turn_id}'.", param="turn_id", code="turn_not_found")
-    return turn
-
-
 class TurnDetailView(APIView):
     """GET /v1/turns/{id}: where a turn stands (after a 504, for instance)."""
 
     def get(self, request: Request, turn_id: str) -> JsonResponse:
-        return JsonResponse(turn_payload(_turn_or_404(request.user.organization, turn_id)))
+        return JsonResponse(turn_payload(access_turn(request.user, turn_id)))
 
 
 class TurnCancelView(APIView):
     """POST /v1/turns/{id}/cancel."""
 
     def post(self, request: Request, turn_id: str) -> JsonResponse:
-        turn = turn_cancel(turn=_turn_or_404(request.user.organization, turn_id))
+        turn = turn_cancel(turn=access_turn(request.user, turn_id))
         return JsonResponse(turn_payload(turn))
