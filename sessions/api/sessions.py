@@ -3,30 +3,24 @@ and cancel turns. Parse, call one service, shape the answer."""
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime, time
-from typing import Any
-
 from django.http import JsonResponse
 from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from agents.selectors import access_agent_named_in_body
-from config.errors import InvalidRequest
-from config.inputs import ascii_int, text_problem
+from sessions.api.pagination import SessionCursorPagination
 from sessions.api.responses import session_export, session_payload, turn_payload
 from sessions.api.session_serializers import (
     SessionCreateSerializer,
     SessionForkSerializer,
+    SessionListFiltersSerializer,
     SessionUpdateSerializer,
 )
 from sessions.selectors import (
     SessionFilters,
     access_session,
     access_turn,
-    session_get,
     session_list,
     session_transcript,
     session_turns,
@@ -47,29 +41,11 @@ class SessionListView(APIView):
     POST /v1/sessions: an empty session, with an optional id, title, metadata and agent."""
 
     def get(self, request: Request) -> JsonResponse:
-        organization = request.user.organization
-        limit = _limit(request.query_params.get("limit", "20"))
-        filters = _session_filters(request.query_params)
-        sessions = session_list(organization=organization, filters=filters).order_by("-created", "-id")
-        after = _query_text(request.query_params, "after")
-        if after:
-            cursor = session_get(organization=organization, session_id=after)
-            if cursor is None:
-                raise InvalidRequest(f"No session found with id '{after}'.", param="after")
-            sessions = sessions.filter(created__lte=cursor.created).exclude(
-                created=cursor.created, id__gte=cursor.id
-            )
-        page = list(sessions[: limit + 1])
-        data = [session_payload(session) for session in page[:limit]]
-        return JsonResponse(
-            {
-                "object": "list",
-                "data": data,
-                "first_id": data[0]["id"] if data else None,
-                "last_id": data[-1]["id"] if data else None,
-                "has_more": len(page) > limit,
-            }
-        )
+        filters = SessionListFiltersSerializer(request.query_params).validated_query()
+        sessions = session_list(organization=request.user.organization, filters=SessionFilters(**filters))
+        paginator = SessionCursorPagination()
+        page = paginator.paginate_queryset(sessions, request, view=self)
+        return paginator.get_paginated_response([session_payload(session) for session in page])
 
     def post(self, request: Request) -> JsonResponse:
         organization = request.user.organization
@@ -87,79 +63,6 @@ class SessionListView(APIView):
             agent=agent,
         )
         return JsonResponse(session_payload(session, []), status=201)
-
-
-def _limit(raw: str) -> int:
-    limit = ascii_int(raw, max_digits=3)
-    if limit is None or not 1 <= limit <= 100:
-        raise InvalidRequest("limit must be an integer from 1 to 100.", param="limit")
-    return limit
-
-
-_METADATA_FILTER = re.compile(r"^metadata\[(.*)\]$")
-_METADATA_FILTERS_MAX = 16
-_UNIX_SECONDS = re.compile(r"^[0-9]{1,11}(\.[0-9]+)?$")
-
-
-def _session_filters(query: Any) -> SessionFilters:
-    metadata: dict[str, str] = {}
-    for name in query:
-        match = _METADATA_FILTER.fullmatch(name)
-        if match is None:
-            continue
-        key = match.group(1)
-        problem = text_problem(key)
-        if problem:  # named without its key, which cannot be printed
-            raise InvalidRequest(f"A metadata filter's key is invalid. {problem[0]}", param="metadata")
-        if not 1 <= len(key) <= 64:
-            raise InvalidRequest(f"{name}: a metadata key is 1 to 64 characters.", param=name)
-        metadata[key] = _query_text(query, name)
-    if len(metadata) > _METADATA_FILTERS_MAX:
-        raise InvalidRequest(f"At most {_METADATA_FILTERS_MAX} metadata filters.", param="metadata")
-    return SessionFilters(
-        agent=_non_empty(query, "agent"),
-        end_user=_non_empty(query, "user"),
-        metadata=metadata,
-        created_after=_moment(query, "created_after"),
-        created_before=_moment(query, "created_before"),
-    )
-
-
-def _non_empty(query: Any, param: str) -> str | None:
-    value = _query_text(query, param)
-    if value is not None and not value:
-        raise InvalidRequest(f"{param} must not be empty.", param=param)
-    return value
-
-
-def _query_text(query: Any, param: str) -> str | None:
-    """A query parameter that is compared with stored text: one the database can take."""
-    value = query.get(param)
-    problem = text_problem(value) if value is not None else None
-    if problem:
-        raise InvalidRequest(f"Invalid value for '{param}': {problem[0]}", param=param)
-    return value
-
-
-def _moment(query: Any, param: str) -> datetime | None:
-    """Unix seconds or an ISO 8601 date or date and time (UTC unless it says otherwise)."""
-    raw = query.get(param)
-    if raw is None:
-        return None
-    try:
-        if _UNIX_SECONDS.match(raw):
-            return datetime.fromtimestamp(float(raw), tz=UTC)
-        moment = parse_datetime(raw)
-        if moment is None and (day := parse_date(raw)) is not None:
-            moment = datetime.combine(day, time.min)
-    except (ValueError, OverflowError, OSError):
-        moment = None
-    if moment is None:
-        raise InvalidRequest(
-            f"{param} must be unix seconds or an ISO 8601 date and time, like 2025-01-31T12:00:00Z.",
-            param=param,
-        )
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class SessionDetailView(APIView):
