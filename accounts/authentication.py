@@ -12,7 +12,7 @@ from rest_framework.authentication import BaseAuthentication
 from accounts.jwt import jwt_authenticate, looks_like_jwt
 from accounts.models import ApiKey, Membership, User
 from accounts.principal import Principal
-from accounts.services import api_key_authenticate
+from accounts.services.keys import api_key_authenticate
 from config.errors import AuthenticationFailed, PermissionDenied
 
 ORGANIZATION_HEADER = "X-Organization"

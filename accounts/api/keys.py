@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 
 from accounts.models import ALL_SCOPES, ApiKey
 from accounts.selectors import access_api_key, api_key_list
-from accounts.services import IssuedApiKey, api_key_issue, api_key_revoke
+from accounts.services.keys import IssuedApiKey, api_key_issue, api_key_revoke
 from sessions.api.fields import StrictCharField, StrictIntegerField, StrictListField
 
 _DATABASE_INT_MAX = 2_147_483_647

@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 from accounts.api.keys import refuse_unknown_fields
 from accounts.models import Membership
 from accounts.selectors import access_member, membership_list, user_find
-from accounts.services import membership_add, membership_change_role, membership_remove
+from accounts.services.members import membership_add, membership_change_role, membership_remove
 from config.errors import NotFound
 from sessions.api.fields import StrictCharField
 
