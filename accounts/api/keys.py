@@ -15,35 +15,10 @@ from rest_framework.views import APIView
 from accounts.models import ALL_SCOPES, ApiKey
 from accounts.selectors import access_api_key, api_key_list
 from accounts.services.keys import IssuedApiKey, api_key_issue, api_key_revoke
+from config.inputs import SERVER_SET_FIELDS, refuse_unknown_fields
 from sessions.api.fields import StrictCharField, StrictIntegerField, StrictListField
 
 _DATABASE_INT_MAX = 2_147_483_647
-# Who owns a key and where it lives are the server's to say: naming them is refused, so that a
-# client believing it set them learns otherwise.
-SERVER_SET_NAMES = (
-    "organization",
-    "organization_id",
-    "owner",
-    "owner_id",
-    "created_by",
-    "created_by_id",
-    "user",
-    "user_id",
-)
-
-
-def refuse_unknown_fields(data: Any, known: Any) -> None:
-    """400 naming the first field a client may not send: the server-set ones first."""
-    if not isinstance(data, dict):
-        return
-    server_set = [name for name in SERVER_SET_NAMES if name in data]
-    if server_set:
-        raise serializers.ValidationError(
-            {name: ["Set by the server; it cannot be given in the request."] for name in server_set}
-        )
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
 
 
 def _limit() -> StrictIntegerField:
@@ -60,7 +35,7 @@ class ApiKeyInputSerializer(serializers.Serializer):
     concurrent_turns = _limit()
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
-        refuse_unknown_fields(data, self.fields)
+        refuse_unknown_fields(data, known=self.fields, server_set=SERVER_SET_FIELDS)
         return super().to_internal_value(data)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:

@@ -10,11 +10,11 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from accounts.api.keys import refuse_unknown_fields
 from accounts.models import Membership
 from accounts.selectors import access_member, membership_list, user_find
 from accounts.services.members import membership_add, membership_change_role, membership_remove
 from config.errors import NotFound
+from config.inputs import SERVER_SET_FIELDS, refuse_unknown_fields
 from sessions.api.fields import StrictCharField
 
 _ROLES = [role.value for role in Membership.Role]
@@ -28,7 +28,7 @@ class MemberAddSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=_ROLES, required=False, default=Membership.Role.MEMBER)
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
-        refuse_unknown_fields(data, self.fields)
+        refuse_unknown_fields(data, known=self.fields, server_set=SERVER_SET_FIELDS)
         return super().to_internal_value(data)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -44,7 +44,7 @@ class MemberChangeSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=_ROLES)
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
-        refuse_unknown_fields(data, self.fields)
+        refuse_unknown_fields(data, known=self.fields, server_set=SERVER_SET_FIELDS)
         return super().to_internal_value(data)
 
 

@@ -31,7 +31,8 @@ from config.health import healthz, readyz
 from config.openapi.operations import OPERATIONS, Operation
 from sessions.api.chat import chat_completions, nlx_chat_completions, turn_events
 from sessions.api.chat_serializers import PART_TYPES_BY_ROLE
-from sessions.api.session_serializers import _METADATA_KEY_LENGTH, _METADATA_MAX_KEYS
+from sessions.api.fields import METADATA_KEY_LENGTH as _METADATA_KEY_LENGTH
+from sessions.api.fields import METADATA_MAX_KEYS as _METADATA_MAX_KEYS
 
 BEARER = "bearerAuth"
 
@@ -421,7 +422,7 @@ class ErrorObjectFieldSchema(OpenApiSerializerFieldExtension):
 class MetadataFieldSchema(OpenApiSerializerFieldExtension):
     """A session's metadata: its key limits are on the keys, which only JSON Schema can describe."""
 
-    target_class = "sessions.api.session_serializers.MetadataField"
+    target_class = "sessions.api.fields.MetadataField"
 
     def map_serializer_field(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
         schema = auto_schema._map_serializer_field(self.target, direction, bypass_extensions=True)

@@ -12,9 +12,15 @@ from django.utils.dateparse import parse_date, parse_datetime
 from rest_framework import serializers
 
 from config.errors import InvalidRequest
-from config.inputs import ascii_int, text_problem
+from config.inputs import UNKNOWN_PARAMETER, ascii_int, refuse_unknown_fields, text_problem
 from sessions.api.chat_serializers import check_session_id
-from sessions.api.fields import StrictCharField, StrictDictField, StrictIntegerField
+from sessions.api.fields import (
+    METADATA_KEY_LENGTH,
+    METADATA_MAX_KEYS,
+    MetadataField,
+    StrictCharField,
+    StrictIntegerField,
+)
 
 
 class ClosedSerializer(serializers.Serializer):
@@ -26,39 +32,10 @@ class ClosedSerializer(serializers.Serializer):
     ignored_fields: frozenset[str] = frozenset()
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
-        if isinstance(data, dict):
-            for name in data:
-                if name not in self.fields and name not in self.ignored_fields:
-                    raise unknown_parameter(name, sorted(self.fields))
-            data = {key: value for key, value in data.items() if key not in self.ignored_fields}
+        data = refuse_unknown_fields(
+            data, known=self.fields, ignored=self.ignored_fields, refusal=UNKNOWN_PARAMETER
+        )
         return super().to_internal_value(data)
-
-
-def unknown_parameter(name: str, known: list[str]) -> InvalidRequest:
-    message = f"Unknown parameter: '{name}'. Known parameters: {', '.join(known)}."
-    detail = [{"loc": ["body", name], "msg": "Unknown parameter.", "type": "unknown_parameter"}]
-    return InvalidRequest(message, param=name, code="unknown_parameter", detail=detail)
-
-
-_METADATA_MAX_KEYS = 16
-_METADATA_KEY_LENGTH = 64
-_METADATA_VALUE_LENGTH = 512
-
-
-class MetadataField(StrictDictField):
-    """OpenAI's metadata: at most 16 keys of at most 64 characters, string values of at most 512."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(child=StrictCharField(max_length=_METADATA_VALUE_LENGTH, allow_blank=True), **kwargs)
-
-    def to_internal_value(self, data: Any) -> dict[str, str]:
-        value = super().to_internal_value(data)
-        if len(value) > _METADATA_MAX_KEYS:
-            raise serializers.ValidationError(f"At most {_METADATA_MAX_KEYS} keys.")
-        for key in value:
-            if not 1 <= len(key) <= _METADATA_KEY_LENGTH:
-                raise serializers.ValidationError(f"Keys are 1 to {_METADATA_KEY_LENGTH} characters.")
-        return dict(value)
 
 
 def _session_id_value(value: str) -> str:
@@ -176,16 +153,16 @@ class MetadataFiltersField(serializers.Field):
             problem = text_problem(key)
             if problem:  # named without its key, which cannot be printed
                 raise _query_problem("metadata", f"A metadata filter's key is invalid. {problem[0]}")
-            if not 1 <= len(key) <= _METADATA_KEY_LENGTH:
+            if not 1 <= len(key) <= METADATA_KEY_LENGTH:
                 raise _query_problem(
-                    name, f"{name}: a metadata key is 1 to {_METADATA_KEY_LENGTH} characters."
+                    name, f"{name}: a metadata key is 1 to {METADATA_KEY_LENGTH} characters."
                 )
             problem = text_problem(value)
             if problem:
                 raise _query_problem(name, f"Invalid value for '{name}': {problem[0]}")
             metadata[key] = value
-        if len(metadata) > _METADATA_MAX_KEYS:
-            raise _query_problem("metadata", f"At most {_METADATA_MAX_KEYS} metadata filters.")
+        if len(metadata) > METADATA_MAX_KEYS:
+            raise _query_problem("metadata", f"At most {METADATA_MAX_KEYS} metadata filters.")
         return metadata
 
     def to_representation(self, value: dict[str, str]) -> dict[str, str]:
