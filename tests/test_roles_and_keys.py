@@ -197,6 +197,8 @@ _NO_KEY = _error("No API key found with id 'x-missing'.", "id", "api_key_not_fou
 # ids that name nothing), where that does not depend on the tenant's data.
 _ADMITTED_ANSWERS = {
     ("chat-completions", "POST"): (400, _required("messages")),
+    ("chat-completions-api-v1", "POST"): (400, _required("messages")),
+    ("chat-completions-api-ai", "POST"): (400, _required("messages")),
     ("nlx-chat-completions", "POST"): (
         400,
         _error(

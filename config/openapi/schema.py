@@ -97,6 +97,8 @@ def _documented(pattern: URLPattern | URLResolver) -> URLPattern | URLResolver:
 @functools.cache
 def route_names() -> dict[str, str]:
     """OpenAPI path ("/v1/sessions/{session_id}") -> URL name, for every route."""
+    from config import urls  # config.urls imports this module
+
     enumerator = EndpointEnumerator(patterns=[])
     names: dict[str, str] = {}
 
@@ -106,7 +108,8 @@ def route_names() -> dict[str, str]:
             if isinstance(pattern, URLResolver):
                 walk(pattern.url_patterns, regex)
             elif pattern.name:
-                names.setdefault(enumerator.get_path_from_regex(regex), pattern.name)
+                name = urls.URL_NAME_ALIASES.get(pattern.name, pattern.name)  # an alias is its endpoint
+                names.setdefault(enumerator.get_path_from_regex(regex), name)
 
     walk(documented_urlpatterns(), "")
     return names
