@@ -3,28 +3,32 @@
 from __future__ import annotations
 
 from django.http import JsonResponse
+from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from agents.models import Agent
+from agents.api.shapes import ModelListSerializer, ModelSerializer
 from agents.selectors import access_model, agent_list_enabled
-
-
-def model_payload(agent: Agent) -> dict:
-    return {
-        "id": agent.slug,
-        "object": "model",
-        "created": int(agent.created.timestamp()),
-        "owned_by": agent.organization.slug,
-    }
+from config.openapi.parts import SLUG
 
 
 class ModelListView(APIView):
+    @extend_schema(
+        operation_id="listModels", summary="List models", tags=["Models"], responses=ModelListSerializer
+    )
     def get(self, request: Request) -> JsonResponse:
         agents = agent_list_enabled(organization=request.user.organization).select_related("organization")
-        return JsonResponse({"object": "list", "data": [model_payload(agent) for agent in agents]})
+        return JsonResponse(ModelListSerializer({"data": agents}).data)
 
 
 class ModelDetailView(APIView):
+    @extend_schema(
+        operation_id="retrieveModel",
+        summary="Retrieve a model",
+        tags=["Models"],
+        parameters=[SLUG],
+        responses=ModelSerializer,
+        description="An enabled agent of the organization, as OpenAI's model object.",
+    )
     def get(self, request: Request, slug: str) -> JsonResponse:
-        return JsonResponse(model_payload(access_model(request.user, slug)))
+        return JsonResponse(ModelSerializer(access_model(request.user, slug)).data)

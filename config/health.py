@@ -8,6 +8,9 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
+from rest_framework import serializers
+
+from config.shapes import Constant
 
 
 # GET and HEAD only: any other method is 405 with an `Allow` header, as for every endpoint (not
@@ -15,7 +18,7 @@ from django.views.decorators.http import require_safe
 @csrf_exempt
 @require_safe
 def healthz(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"status": "ok"})
+    return JsonResponse(HealthSerializer({}).data)
 
 
 @csrf_exempt
@@ -28,9 +31,8 @@ def readyz(request: HttpRequest) -> JsonResponse:
         broker = settings.CELERY_BROKER_URL
         checks["broker"] = checks["redis"] if broker == settings.REDIS_URL else _check_redis(broker)
     ready = all(result == "ok" for result in checks.values())
-    return JsonResponse(
-        {"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503
-    )
+    readiness = {"status": "ok" if ready else "unavailable", "checks": checks}
+    return JsonResponse(ReadinessSerializer(readiness).data, status=200 if ready else 503)
 
 
 def _check_database() -> str:
@@ -50,3 +52,14 @@ def _check_redis(url: str) -> str:
         return "ok"
     except Exception as exc:
         return f"error: {type(exc).__name__}"
+
+
+class HealthSerializer(serializers.Serializer):
+    status = Constant("ok")
+
+
+class ReadinessSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["ok", "unavailable"])
+    checks = serializers.DictField(
+        child=serializers.CharField(), help_text="`database`, `redis`, `broker`: `ok` or `error: …`."
+    )

@@ -14,7 +14,7 @@ import pytest
 from django.urls import URLPattern, get_resolver
 from django.utils import timezone
 
-from accounts.api.keys import api_key_payload
+from accounts.api.shapes import ApiKeySerializer
 from accounts.models import ALL_SCOPES, ApiKey, AuditEvent, Membership
 from accounts.permissions import (
     ADMIN,
@@ -37,7 +37,7 @@ from accounts.services import (
     membership_change_role,
     membership_remove,
 )
-from agents.api.responses import agent_payload
+from agents.api.shapes import AgentSerializer
 from agents.models import Agent
 from config.errors import Conflict, PermissionDenied
 from config.middleware import is_api_path
@@ -259,7 +259,7 @@ def _admitted_answer(name: str, method: str, tenant) -> tuple[int, dict]:
         }
         return 200, {"object": "list", "data": [model]}
     if (name, method) == ("agents", "GET"):
-        return 200, {"object": "list", "data": [agent_payload(echo)]}
+        return 200, {"object": "list", "data": [AgentSerializer(echo).data]}
     if (name, method) == ("sessions", "POST"):
         session = Session.objects.get(organization=organization)
         created = {
@@ -277,7 +277,7 @@ def _admitted_answer(name: str, method: str, tenant) -> tuple[int, dict]:
         return 201, created
     if (name, method) == ("api-keys", "GET"):
         keys = ApiKey.objects.filter(organization=organization).order_by("-pk")
-        return 200, {"object": "list", "data": [api_key_payload(api_key) for api_key in keys]}
+        return 200, {"object": "list", "data": ApiKeySerializer(keys, many=True).data}
     if (name, method) == ("usage", "GET"):
         today = timezone.now().date()
         usage = {

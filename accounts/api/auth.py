@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from django.contrib.auth import authenticate
 from django.contrib.auth.models import update_last_login
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.parsers import FormParser
@@ -25,10 +26,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.settings import api_settings
 
+from accounts.api.shapes import TokenPairSerializer
 from accounts.jwt import TokenPair, jwt_pair_issue, jwt_pair_refresh, jwt_refresh_revoke, jwt_verify
 from accounts.signin_throttle import signin_attempt_check, signin_failure_record
 from config.errors import AuthenticationFailed, PermissionDenied
 from config.inputs import JsonBodyParser
+from config.openapi.parts import request_example
 
 
 # Nothing is trimmed: "" is refused and " " is just wrong credentials, as the schema says.
@@ -46,7 +49,7 @@ class TokenInput(serializers.Serializer):
 
 
 def _pair_response(pair: TokenPair) -> Response:
-    response = Response({"access": pair.access, "refresh": pair.refresh})
+    response = Response(TokenPairSerializer(pair).data)
     # Tokens are credentials: no cache may keep them (RFC 6749, 5.1).
     response["Cache-Control"] = "no-store"
     response["Pragma"] = "no-cache"
@@ -62,6 +65,17 @@ def _valid(serializer_class: type[serializers.Serializer], request: Request) -> 
 class TokenObtainView(APIView):
     authentication_classes = []
 
+    @extend_schema(
+        operation_id="createToken",
+        summary="Sign in: a JWT pair",
+        tags=["Authentication"],
+        description="A JWT access and refresh token for a username and password. The access token "
+        "works as `Authorization: Bearer …` on every endpoint, acting in the organization the "
+        "`X-Organization` header names, else the user's default one.",
+        request=CredentialsInput,
+        responses=TokenPairSerializer,
+        examples=[request_example("A password", {"username": "alice", "password": "correct horse battery"})],
+    )
     def post(self, request: Request) -> Response:
         data = _valid(CredentialsInput, request)
         attempt = {"username": data["username"], "client_address": request.META.get("REMOTE_ADDR", "")}
@@ -78,6 +92,14 @@ class TokenObtainView(APIView):
 class TokenRefreshView(APIView):
     authentication_classes = []
 
+    @extend_schema(
+        operation_id="refreshToken",
+        summary="Refresh a JWT pair",
+        tags=["Authentication"],
+        description="A new pair for a refresh token; the refresh token is used up (rotation).",
+        request=RefreshInput,
+        responses=TokenPairSerializer,
+    )
     def post(self, request: Request) -> Response:
         data = _valid(RefreshInput, request)
         return _pair_response(jwt_pair_refresh(raw_refresh=data["refresh"]))
@@ -86,6 +108,13 @@ class TokenRefreshView(APIView):
 class TokenVerifyView(APIView):
     authentication_classes = []
 
+    @extend_schema(
+        operation_id="verifyToken",
+        summary="Verify a JWT",
+        tags=["Authentication"],
+        request=TokenInput,
+        responses={200: {"type": "object", "description": "An empty object: the token is valid."}},
+    )
     def post(self, request: Request) -> Response:
         data = _valid(TokenInput, request)
         jwt_verify(raw_token=data["token"])
@@ -93,6 +122,14 @@ class TokenVerifyView(APIView):
 
 
 class LogoutView(APIView):
+    @extend_schema(
+        operation_id="logout",
+        summary="Sign out",
+        tags=["Authentication"],
+        description="Revoke the refresh token; needs the user's access token (not an API key).",
+        request=RefreshInput,
+        responses={204: OpenApiResponse(description="Logged out: the refresh token is revoked.")},
+    )
     def post(self, request: Request) -> Response:
         data = _valid(RefreshInput, request)
         principal = request.user
@@ -110,6 +147,15 @@ class SessionTokenView(APIView):
     authentication_classes = [SessionAuthentication]
     parser_classes = [JsonBodyParser, FormParser]
 
+    @extend_schema(
+        operation_id="createTokenFromSession",
+        summary="A JWT pair after a browser sign-in",
+        tags=["Authentication"],
+        description="For a user signed in in the browser (password or identity provider, "
+        "/accounts/login/): takes the session cookie and the CSRF token (`X-CSRFToken` header).",
+        request=None,
+        responses=TokenPairSerializer,
+    )
     def post(self, request: Request) -> Response:
         user = request.user
         if user is None or not user.is_authenticated or not user.is_active:

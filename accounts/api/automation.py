@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.http import JsonResponse
+from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from accounts.api.shapes import AutomationSettingsSerializer
 from accounts.automation import AutomationChanges, automation_get, automation_update
-from accounts.models import AutomationSettings
 from agents.selectors import access_agent_named_in_body
+from config.openapi.parts import request_example
 from sessions.api.fields import StrictBooleanField, StrictCharField, StrictIntegerField
 from sessions.api.session_serializers import ClosedSerializer
 
@@ -35,25 +35,29 @@ class AutomationSettingsInputSerializer(ClosedSerializer):
     default_agent = StrictCharField(required=False, allow_null=True, max_length=64)
 
 
-def automation_payload(settings: AutomationSettings) -> dict[str, Any]:
-    return {
-        "object": "automation_settings",
-        "auto_create_sessions": settings.auto_create_sessions,
-        "session_idle_ttl": settings.session_idle_ttl,
-        "history_max_messages": settings.history_max_messages,
-        "history_max_tokens": settings.history_max_tokens,
-        "auto_title": settings.auto_title,
-        "default_agent": settings.default_agent.slug if settings.default_agent else None,
-    }
-
-
 class AutomationSettingsView(APIView):
     """GET /v1/settings/automation: the caller's organization's settings. PUT: change the
     settings the body names (unknown names are refused); the answer is the whole set."""
 
+    @extend_schema(
+        operation_id="retrieveAutomationSettings",
+        summary="Retrieve the automation settings",
+        tags=["Settings"],
+        responses=AutomationSettingsSerializer,
+    )
     def get(self, request: Request) -> JsonResponse:
-        return JsonResponse(automation_payload(automation_get(organization=request.user.organization)))
+        return JsonResponse(
+            AutomationSettingsSerializer(automation_get(organization=request.user.organization)).data
+        )
 
+    @extend_schema(
+        operation_id="updateAutomationSettings",
+        summary="Change the automation settings",
+        tags=["Settings"],
+        request=AutomationSettingsInputSerializer,
+        responses=AutomationSettingsSerializer,
+        examples=[request_example("Echo answers requests without a model", {"default_agent": "echo"})],
+    )
     def put(self, request: Request) -> JsonResponse:
         organization = request.user.organization
         serializer = AutomationSettingsInputSerializer(data=request.data)
@@ -69,4 +73,4 @@ class AutomationSettingsView(APIView):
             actor_api_key=request.user.api_key,
             actor_user=request.user.user,
         )
-        return JsonResponse(automation_payload(settings))
+        return JsonResponse(AutomationSettingsSerializer(settings).data)

@@ -3,19 +3,22 @@ The full key is in the answer to POST and nowhere else, ever."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django.http import JsonResponse
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from accounts.models import ALL_SCOPES, ApiKey
+from accounts.api.shapes import ApiKeyListSerializer, ApiKeySerializer, IssuedApiKeySerializer
+from accounts.models import ALL_SCOPES
 from accounts.selectors import access_api_key, api_key_list
-from accounts.services.keys import IssuedApiKey, api_key_issue, api_key_revoke
+from accounts.services.keys import api_key_issue, api_key_revoke
 from config.inputs import SERVER_SET_FIELDS, refuse_unknown_fields
+from config.openapi.parts import KEY_ID, request_example
 from sessions.api.fields import StrictCharField, StrictIntegerField, StrictListField
 
 _DATABASE_INT_MAX = 2_147_483_647
@@ -52,50 +55,39 @@ class ApiKeyInputSerializer(serializers.Serializer):
         return attrs
 
 
-def _stamp(moment: datetime | None) -> int | None:
-    return int(moment.timestamp()) if moment else None
-
-
-def api_key_payload(api_key: ApiKey) -> dict[str, Any]:
-    """A key as the API shows it: how to recognise it, never what it is."""
-    creator = api_key.created_by
-    return {
-        "id": api_key.pk,
-        "object": "api_key",
-        "name": api_key.name,
-        "prefix": api_key.prefix,
-        "last_four": api_key.last_four,
-        "redacted_value": f"{api_key.prefix}…{api_key.last_four}",
-        "scopes": list(api_key.scopes),
-        "created": _stamp(api_key.created),
-        "last_used_at": _stamp(api_key.last_used_at),
-        "expires_at": _stamp(api_key.expires_at),
-        "revoked_at": _stamp(api_key.revoked_at),
-        "created_by": {"id": creator.pk, "username": creator.username} if creator else None,
-        "limits": {
-            "requests_per_minute": api_key.requests_per_minute,
-            "tokens_per_day": api_key.tokens_per_day,
-            "concurrent_turns": api_key.concurrent_turns,
-        },
-    }
-
-
-def issued_payload(issued: IssuedApiKey) -> dict[str, Any]:
-    return {**api_key_payload(issued.api_key), "key": issued.secret}
-
-
 class ApiKeyListView(APIView):
     """GET /v1/api-keys (revoked and expired ones too), POST /v1/api-keys."""
 
+    @extend_schema(
+        operation_id="listApiKeys",
+        summary="List API keys",
+        tags=["API keys"],
+        description="The organization's keys, revoked and expired ones too; never the keys themselves.",
+        responses=ApiKeyListSerializer,
+    )
     def get(self, request: Request) -> JsonResponse:
         keys = api_key_list(organization=request.user.organization)
-        return JsonResponse({"object": "list", "data": [api_key_payload(api_key) for api_key in keys]})
+        return JsonResponse(ApiKeyListSerializer({"data": keys}).data)
 
+    @extend_schema(
+        operation_id="createApiKey",
+        summary="Create an API key",
+        tags=["API keys"],
+        description="The answer holds the whole key (`key`), once. A key never holds more than its "
+        "creator may do; the owner and organization are set by the server, never by the body.",
+        request=ApiKeyInputSerializer,
+        responses={201: IssuedApiKeySerializer},
+        examples=[
+            request_example(
+                "A chat key for 90 days", {"name": "ci", "scopes": ["chat"], "expires_in_days": 90}
+            )
+        ],
+    )
     def post(self, request: Request) -> JsonResponse:
         serializer = ApiKeyInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         issued = api_key_issue(principal=request.user, **serializer.validated_data)
-        response = JsonResponse(issued_payload(issued), status=201)
+        response = JsonResponse(IssuedApiKeySerializer(issued).data, status=201)
         response["Cache-Control"] = "no-store"  # the one answer that holds a secret
         return response
 
@@ -103,9 +95,23 @@ class ApiKeyListView(APIView):
 class ApiKeyDetailView(APIView):
     """GET /v1/api-keys/{id}; DELETE revokes it (at once: its next request is refused)."""
 
+    @extend_schema(
+        operation_id="retrieveApiKey",
+        summary="Retrieve an API key",
+        tags=["API keys"],
+        parameters=[KEY_ID],
+        responses=ApiKeySerializer,
+    )
     def get(self, request: Request, key_id: str) -> JsonResponse:
-        return JsonResponse(api_key_payload(access_api_key(request.user, key_id)))
+        return JsonResponse(ApiKeySerializer(access_api_key(request.user, key_id)).data)
 
+    @extend_schema(
+        operation_id="revokeApiKey",
+        summary="Revoke an API key",
+        tags=["API keys"],
+        parameters=[KEY_ID],
+        responses={200: ApiKeySerializer},
+    )
     def delete(self, request: Request, key_id: str) -> JsonResponse:
         api_key = api_key_revoke(api_key=access_api_key(request.user, key_id), actor=request.user)
-        return JsonResponse(api_key_payload(api_key))
+        return JsonResponse(ApiKeySerializer(api_key).data)

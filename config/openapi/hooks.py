@@ -9,11 +9,9 @@ from http import HTTPStatus
 from typing import Any
 
 from accounts.permissions import KEY_SCOPES, PUBLIC, ROLE_PERMISSIONS, required_permission
-from config.openapi.operations import OPERATIONS
+from config.openapi.parts import ERROR_REF
 from config.openapi.schema import BEARER, canonical_paths, route_names
 from sessions.api.chat_serializers import TOKEN_ID
-
-ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
 
 API_DESCRIPTION = """Parley is an OpenAI-compatible, session-aware agent platform. Point an OpenAI
 client at `/v1` and it works as it does with OpenAI; add a `session_id` (or `conversation_id`,
@@ -105,47 +103,6 @@ ERROR_SCHEMAS: dict[str, Any] = {
         },
         "required": ["loc", "msg", "type"],
     },
-    "ChatCompletionChunk": {
-        "type": "object",
-        "description": "One `data:` event of a stream: OpenAI's `chat.completion.chunk`, plus the "
-        "session and turn (Parley).",
-        "properties": {
-            "id": {"type": "string"},
-            "object": {"type": "string", "enum": ["chat.completion.chunk"]},
-            "created": {"type": "integer"},
-            "model": {"type": "string"},
-            "system_fingerprint": {"type": "string"},
-            "session_id": {"type": ["string", "null"]},
-            "turn_id": {"type": "string"},
-            "choices": {
-                "type": "array",
-                "description": "Empty in the final usage chunk.",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "index": {"type": "integer"},
-                        "delta": {
-                            "type": "object",
-                            "description": "`role` (first chunk), `content`, or `tool_calls` "
-                            "fragments (`index`, `id`, `function.name`, `function.arguments`).",
-                            "additionalProperties": {},
-                        },
-                        "logprobs": {"type": ["object", "null"], "additionalProperties": {}},
-                        "finish_reason": {"type": ["string", "null"]},
-                    },
-                },
-            },
-            "usage": {"$ref": "#/components/schemas/CompletionUsage"},
-            "tool_step": {
-                "type": "object",
-                "additionalProperties": {},
-                "description": "With `stream_options.include_tool_steps`: a server-side tool call "
-                "(`type: tool_call`, `tool_call_id`, `name`, `arguments`) or its result "
-                "(`type: tool_result`, `content`).",
-            },
-        },
-        "required": ["id", "object", "created", "model", "choices"],
-    },
 }
 
 X_ORGANIZATION = {
@@ -167,34 +124,6 @@ ERROR_DESCRIPTIONS = {
     404: "Not found; another organization's object looks missing too.",
     413: "The request body is larger than the server's limit.",
     500: "A server fault.",
-}
-# The chat request's fields that OpenAI's documentation does not describe, or that Parley adds.
-FIELD_DESCRIPTIONS: dict[str, dict[str, str]] = {
-    "ChatCompletionRequest": {
-        "model": "An agent's slug (GET /v1/models), or `agent:session` to name the session too. "
-        "Without it, the organization's default agent answers.",
-        "messages": "The new messages; with a session, the server supplies the history. A resent "
-        "whole transcript is recognised, and its stored prefix is not stored twice. At most "
-        "`PARLEY_MAX_MESSAGES_PER_REQUEST` (2048) messages, holding at most as many tool calls in all.",
-        "stream": "Answer with Server-Sent Events of `chat.completion.chunk`s.",
-        "session_id": "Parley: the session to continue, or to create with this id (1-128 characters "
-        "of `[A-Za-z0-9._:-]`; ids starting with `sess_` or `turn_` are Parley's and never created). "
-        "Without it a new session is created and returned (with `auto_create_sessions` off, the call "
-        "is stateless).",
-        "conversation_id": "Parley: a synonym of `session_id` (Dify).",
-        "thread_id": "Parley: a synonym of `session_id` (Assistants threads).",
-        "conversation": 'Parley: a synonym of `session_id` (Responses API): an id or `{"id": …}`.',
-        "session_reset": "Parley: start the session's transcript over before storing this turn's messages.",
-        "user": "The end user; sessions can be listed by it.",
-        "metadata": "Up to 16 string values.",
-        "functions": "Deprecated: read as `tools`.",
-        "function_call": "Deprecated: read as `tool_choice`.",
-    },
-    "StreamOptions": {
-        "include_usage": "A final chunk, with empty `choices`, carries `usage`.",
-        "include_tool_steps": "Parley: server-side tool steps stream as chunks with an empty delta "
-        "and a `tool_step` field.",
-    },
 }
 SESSION_ID_PATTERN = "^[A-Za-z0-9._:-]{1,128}$"
 SESSION_ID_FIELDS = {
@@ -231,18 +160,18 @@ def _complete_operation(operation: dict[str, Any], *, name: str, path: str, meth
     if name not in _NO_ERRORS:
         for status, description in _error_statuses(operation, name=name, path=path, method=method).items():
             responses.setdefault(str(status), _error_response(status, description))
+    # The answers first, as the view lists them, then the errors by status.
+    ordered = sorted(
+        responses.items(), key=lambda item: (item[0] >= "400", item[0] if item[0] >= "400" else "")
+    )
+    operation["responses"] = responses = dict(ordered)
     for status, response in responses.items():
         if not response.get("description"):
             response["description"] = HTTPStatus(int(status)).phrase
-        response.setdefault("headers", {}).setdefault(
-            "X-Request-Id", {"$ref": "#/components/headers/XRequestId"}
-        )
-    documented = OPERATIONS.get((name, method.upper()))
-    for status, links in (documented.links if documented else {}).items():
-        responses[str(status)]["links"] = {
-            link_name: {"operationId": link.operation_id, "parameters": dict(link.parameters)}
-            for link_name, link in links.items()
-        }
+        headers = response.setdefault("headers", {})
+        if status == "429":
+            headers.setdefault("Retry-After", {"$ref": "#/components/headers/RetryAfter"})
+        headers.setdefault("X-Request-Id", {"$ref": "#/components/headers/XRequestId"})
     permission = required_permission(name, method.upper())
     if permission == PUBLIC:
         # Public: no bearer needed (a view's own scheme, like the session cookie, stays).
@@ -261,11 +190,6 @@ def _complete_operation(operation: dict[str, Any], *, name: str, path: str, meth
 
 
 def _describe_fields(schemas: dict[str, Any]) -> None:
-    for component, descriptions in FIELD_DESCRIPTIONS.items():
-        properties = schemas.get(component, {}).get("properties", {})
-        for name, description in descriptions.items():
-            if name in properties:
-                properties[name].setdefault("description", description)
     # Session ids are checked by a function (serializers._session_id), which drf-spectacular cannot read.
     for component, names in SESSION_ID_FIELDS.items():
         properties = schemas.get(component, {}).get("properties", {})
@@ -281,7 +205,6 @@ def _describe_fields(schemas: dict[str, Any]) -> None:
 
 
 def _error_statuses(operation: dict[str, Any], *, name: str, path: str, method: str) -> dict[int, str]:
-    documented = OPERATIONS.get((name, method.upper()))
     statuses: dict[int, str] = {}
     has_body = "requestBody" in operation
     has_input = has_body or any(
@@ -297,19 +220,11 @@ def _error_statuses(operation: dict[str, Any], *, name: str, path: str, method: 
     if has_body:
         statuses[413] = ERROR_DESCRIPTIONS[413]
     statuses[500] = ERROR_DESCRIPTIONS[500]
-    if documented is not None:
-        statuses.update(documented.errors)
-    return dict(sorted(statuses.items()))
+    return statuses
 
 
 def _error_response(status: int, description: str) -> dict[str, Any]:
-    response: dict[str, Any] = {
-        "description": description,
-        "content": {"application/json": {"schema": ERROR_REF}},
-    }
-    if status == 429:
-        response["headers"] = {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}}
-    return response
+    return {"description": description, "content": {"application/json": {"schema": ERROR_REF}}}
 
 
 def _with_permission_note(description: str, permission: str | None) -> str:

@@ -1,12 +1,12 @@
 """How the schema is generated. drf-spectacular reads DRF views only, and the chat completions and
 turn event streams are plain async Django views (they hold no thread while a turn runs). So the
 schema is generated from the real urlpatterns with those callbacks swapped for documentation-only
-DRF views at the same paths; the swap exists only for the generator, never for traffic. What each
-endpoint takes and answers is the table in operations.py, keyed like the permission table by URL
-name and method."""
+DRF views at the same paths (plain_views.py); the swap exists only for the generator, never for
+traffic. What each endpoint takes and answers is the `@extend_schema` on its view."""
 
 from __future__ import annotations
 
+import copy
 import functools
 import re
 from typing import Any
@@ -21,74 +21,35 @@ from drf_spectacular.extensions import (
 from drf_spectacular.generators import EndpointEnumerator, SchemaGenerator
 from drf_spectacular.openapi import AutoSchema
 from rest_framework import serializers
-from rest_framework.request import Request
-from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from agents.api.serializers import READ_ONLY_NAMES
 from agents.backends import BACKENDS
-from config.health import healthz, readyz
-from config.openapi.operations import OPERATIONS, Operation
-from sessions.api.chat import chat_completions, nlx_chat_completions, turn_events
+from config.openapi.parts import LINKS
 from sessions.api.chat_serializers import PART_TYPES_BY_ROLE
 from sessions.api.fields import METADATA_KEY_LENGTH as _METADATA_KEY_LENGTH
 from sessions.api.fields import METADATA_MAX_KEYS as _METADATA_MAX_KEYS
 
 BEARER = "bearerAuth"
 
-# --- the views that document the plain Django views -------------------------------------------
-
-
-class _DocumentationOnly(APIView):
-    """Stands for a plain Django view in the schema; never routed (see documented_urlpatterns)."""
-
-    def _never_routed(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        raise AssertionError(f"{type(self).__name__} documents an endpoint; it serves no requests.")
-
-
-class ChatCompletionsDocumentation(_DocumentationOnly):
-    post = _DocumentationOnly._never_routed
-
-
-class NlxChatCompletionsDocumentation(_DocumentationOnly):
-    post = _DocumentationOnly._never_routed
-
-
-class TurnEventsDocumentation(_DocumentationOnly):
-    get = _DocumentationOnly._never_routed
-
-
-class HealthDocumentation(_DocumentationOnly):
-    authentication_classes = []
-    get = _DocumentationOnly._never_routed
-
-
-DOCUMENTATION_VIEWS: dict[Any, type[APIView]] = {
-    chat_completions: ChatCompletionsDocumentation,
-    nlx_chat_completions: NlxChatCompletionsDocumentation,
-    turn_events: TurnEventsDocumentation,
-    healthz: HealthDocumentation,
-    readyz: HealthDocumentation,
-}
-
 
 def documented_urlpatterns() -> list[URLPattern | URLResolver]:
     """The project's urlpatterns with the plain views swapped for their documentation views."""
     from config import urls  # config.urls imports this module
+    from config.openapi.plain_views import DOCUMENTATION_VIEWS  # imports the views, which import this
 
-    return [_documented(pattern) for pattern in urls.urlpatterns]
+    return [_documented(pattern, DOCUMENTATION_VIEWS) for pattern in urls.urlpatterns]
 
 
-def _documented(pattern: URLPattern | URLResolver) -> URLPattern | URLResolver:
+def _documented(pattern: URLPattern | URLResolver, views: dict[Any, Any]) -> URLPattern | URLResolver:
     if isinstance(pattern, URLResolver):
         return URLResolver(
             pattern.pattern,
-            [_documented(child) for child in pattern.url_patterns],
+            [_documented(child, views) for child in pattern.url_patterns],
             pattern.default_kwargs,
             pattern.app_name,
             pattern.namespace,
         )
-    view = DOCUMENTATION_VIEWS.get(pattern.callback)
+    view = views.get(pattern.callback)
     if view is None:
         return pattern
     return URLPattern(pattern.pattern, view.as_view(), pattern.default_args, pattern.name)
@@ -133,59 +94,25 @@ class ParleySchemaGenerator(SchemaGenerator):
         super().__init__(*args, **kwargs)
 
 
-# --- reading the table -----------------------------------------------------------------------------
-
-
 class ParleyAutoSchema(AutoSchema):
-    """drf-spectacular's AutoSchema, told by operations.py what the hand-built
-    JSON answers look like. `@extend_schema` on a view still wins over the table."""
+    """drf-spectacular's AutoSchema, with what it does not do by itself: OpenAPI links (parts.py),
+    operation ids of their own for a route's aliases, a PATCH that validates its body whole (a view
+    with `patch_validates_whole_body`), and the length limits of a nested `many=True` serializer."""
 
-    def _operation(self) -> Operation | None:
-        name = route_names().get(self.path)
-        return OPERATIONS.get((name, self.method)) if name else None
-
-    def get_operation_id(self) -> str:
-        operation = self._operation()
+    def get_operation(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
+        operation = super().get_operation(*args, **kwargs)
         if operation is None:
-            return super().get_operation_id()
-        name = route_names()[self.path]
-        if canonical_paths()[name] == self.path:
-            return operation.operation_id
-        return f"{operation.operation_id}_{re.sub('[^A-Za-z0-9]+', '_', self.path).strip('_')}"
-
-    def get_summary(self) -> str | None:
-        operation = self._operation()
-        return operation.summary if operation else super().get_summary()
-
-    def get_description(self) -> str:
-        operation = self._operation()
-        if operation is not None and operation.description:
-            return operation.description
-        return super().get_description()
-
-    def get_tags(self) -> list[str]:
-        operation = self._operation()
-        return [operation.tag] if operation else super().get_tags()
-
-    def get_request_serializer(self) -> Any:
-        operation = self._operation()
-        return operation.request if operation else super().get_request_serializer()
-
-    def get_response_serializers(self) -> Any:
-        operation = self._operation()
-        return operation.responses if operation else super().get_response_serializers()
-
-    def get_examples(self) -> list:
-        operation = self._operation()
-        return list(operation.examples) if operation else super().get_examples()
-
-    def get_override_parameters(self) -> list:
-        operation = self._operation()
-        return list(operation.parameters) if operation else super().get_override_parameters()
+            return None
+        for status, links in LINKS.get(operation["operationId"], {}).items():
+            operation["responses"][str(status)]["links"] = copy.deepcopy(links)
+        canonical = canonical_paths().get(route_names().get(self.path, ""))
+        if canonical and canonical != self.path:
+            alias = re.sub("[^A-Za-z0-9]+", "_", self.path).strip("_")
+            operation["operationId"] = f"{operation['operationId']}_{alias}"
+        return operation
 
     def _get_request_for_media_type(self, serializer: Any, direction: str = "request") -> Any:
-        operation = self._operation()
-        if self.method != "PATCH" or operation is None or operation.partial_update:
+        if self.method != "PATCH" or not getattr(self.view, "patch_validates_whole_body", False):
             return super()._get_request_for_media_type(serializer, direction)
         # A PATCH whose body is validated whole (a member's role): not drf-spectacular's partial copy.
         self.method = "PUT"
@@ -204,12 +131,6 @@ class ParleyAutoSchema(AutoSchema):
                 schema["minItems"] = max(schema.get("minItems", 0), field.min_length)
             if field.max_length is not None:
                 schema["maxItems"] = field.max_length
-
-    def _get_request_body(self, direction: str = "request") -> Any:
-        operation = self._operation()
-        if operation is not None and operation.request is None:
-            return None  # a POST without a body (cancel a turn, trade a session for a JWT)
-        return super()._get_request_body(direction)
 
 
 # --- extensions: authentication and the fields drf-spectacular cannot read ------------------------
@@ -409,14 +330,14 @@ class DefaultParamsFieldSchema(OpenApiSerializerFieldExtension):
 class ConstantSchema(OpenApiSerializerFieldExtension):
     # Marked here, made an enum by the hook below: drf-spectacular's enum hook would otherwise
     # turn each `object` constant into a component of its own.
-    target_class = "config.openapi.responses.Constant"
+    target_class = "config.shapes.Constant"
 
     def map_serializer_field(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
         return {"type": "string", "x-parley-constant": self.target.value}
 
 
 class ErrorObjectFieldSchema(OpenApiSerializerFieldExtension):
-    target_class = "config.openapi.responses.ErrorObjectField"
+    target_class = "config.shapes.ErrorObjectField"
 
     def map_serializer_field(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
         return {"allOf": [{"$ref": "#/components/schemas/ErrorObject"}]}

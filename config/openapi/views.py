@@ -9,6 +9,8 @@ import functools
 from typing import Any
 
 from drf_spectacular.renderers import OpenApiJsonRenderer, OpenApiJsonRenderer2
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer, TemplateHTMLRenderer
@@ -41,7 +43,13 @@ class SchemaView(SpectacularJSONAPIView):
     renderer_classes = [CompactJsonRenderer, OpenApiJsonRenderer]
     generator_class = ParleySchemaGenerator
 
-    # Not decorated: the operations table documents it (the parent's decorator would win).
+    @extend_schema(
+        operation_id="retrieveOpenApiSchema",
+        summary="This OpenAPI description",
+        tags=["Operability"],
+        description="Every endpoint of this server, generated from its routes. Public.",
+        responses={200: OpenApiResponse(OpenApiTypes.OBJECT, description="The OpenAPI 3 document.")},
+    )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return Response(schema_document(), headers={"Content-Disposition": 'inline; filename="openapi.json"'})
 
@@ -57,5 +65,13 @@ class DocsView(SpectacularSwaggerView):
     url_name = "openapi-schema"
     title = "Parley API"
 
+    @extend_schema(
+        operation_id="retrieveDocs",
+        summary="The API docs page",
+        tags=["Operability"],
+        description="This description as a page to read and try requests from; its scripts and "
+        "styles are served by this server, so it works offline. Public.",
+        responses={200: OpenApiResponse(OpenApiTypes.STR, description="An HTML page (Swagger UI).")},
+    )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)

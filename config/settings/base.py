@@ -406,12 +406,12 @@ SPECTACULAR_SETTINGS = {
         "config.openapi.hooks.postprocess_schema",
     ],
     "ENUM_NAME_OVERRIDES": {
-        "MessageRoleEnum": "config.openapi.responses.MESSAGE_ROLES",
-        "MemberRoleEnum": "config.openapi.responses.MEMBER_ROLES",
-        "TurnStatusEnum": "config.openapi.responses.TURN_STATUSES",
-        "FunctionTypeEnum": "config.openapi.responses.FUNCTION_TYPES",
-        "ResponseFormatTypeEnum": "config.openapi.responses.RESPONSE_FORMAT_TYPES",
-        "FinishReasonEnum": "config.openapi.responses.FINISH_REASONS",
+        "MessageRoleEnum": "sessions.api.shapes.MESSAGE_ROLES",
+        "MemberRoleEnum": "accounts.api.shapes.MEMBER_ROLES",
+        "TurnStatusEnum": "sessions.api.shapes.TURN_STATUSES",
+        "FunctionTypeEnum": "sessions.api.shapes.FUNCTION_TYPES",
+        "ResponseFormatTypeEnum": "sessions.api.shapes.RESPONSE_FORMAT_TYPES",
+        "FinishReasonEnum": "sessions.api.shapes.FINISH_REASONS",
     },
     # The docs page's scripts and styles come from drf-spectacular-sidecar, served by this server:
     # the docs work without internet access.

@@ -26,7 +26,7 @@ from config.errors import (
 from config.inputs import ascii_int, json_body_parse
 from config.offload import off_loop
 from sessions.api.chat_serializers import ChatRequest, parse_chat_request
-from sessions.api.responses import chat_completion
+from sessions.api.shapes import chat_completion
 from sessions.api.sse import sse_stream
 from sessions.events import wait_for_turn
 from sessions.limits import submit_within_limits

@@ -273,9 +273,15 @@ class ResponseFormatSerializer(serializers.Serializer):
 
 
 class StreamOptionsSerializer(serializers.Serializer):
-    include_usage = StrictBooleanField(required=False)
+    include_usage = StrictBooleanField(
+        required=False, help_text="A final chunk, with empty `choices`, carries `usage`."
+    )
     # Parley's extension: show server-side tool steps in the stream.
-    include_tool_steps = StrictBooleanField(required=False)
+    include_tool_steps = StrictBooleanField(
+        required=False,
+        help_text="Parley: server-side tool steps stream as chunks with an empty delta and a "
+        "`tool_step` field.",
+    )
 
 
 class StopField(serializers.Field):
@@ -302,15 +308,27 @@ class ConversationObjectSerializer(serializers.Serializer):
 
 class ChatCompletionRequestSerializer(serializers.Serializer):
     # Optional: a request without it goes to the organization's default agent (turn_submit).
-    model = StrictCharField(max_length=256, required=False)
+    model = StrictCharField(
+        max_length=256,
+        required=False,
+        help_text="An agent's slug (GET /v1/models), or `agent:session` to name the session too. "
+        "Without it, the organization's default agent answers.",
+    )
     # Counted before any message is validated: a longer list is refused at once.
     messages = MessageSerializer(
-        many=True, allow_empty=False, max_length=settings.PARLEY_MAX_MESSAGES_PER_REQUEST
+        many=True,
+        allow_empty=False,
+        max_length=settings.PARLEY_MAX_MESSAGES_PER_REQUEST,
+        help_text="The new messages; with a session, the server supplies the history. A resent "
+        "whole transcript is recognised, and its stored prefix is not stored twice. At most "
+        "`PARLEY_MAX_MESSAGES_PER_REQUEST` (2048) messages, holding at most as many tool calls in all.",
     )
     temperature = _optional(StrictFloatField, min_value=0, max_value=2)
     top_p = _optional(StrictFloatField, min_value=0, max_value=1)
     n = _optional(StrictIntegerField, min_value=1, max_value=128)
-    stream = _optional(StrictBooleanField)
+    stream = _optional(
+        StrictBooleanField, help_text="Answer with Server-Sent Events of `chat.completion.chunk`s."
+    )
     stream_options = StreamOptionsSerializer(required=False, allow_null=True)
     stop = _optional(StopField)
     max_tokens = _optional(StrictIntegerField, min_value=1)
@@ -329,24 +347,49 @@ class ChatCompletionRequestSerializer(serializers.Serializer):
         object_serializer=NamedToolChoiceSerializer,
     )
     parallel_tool_calls = _optional(StrictBooleanField)
-    user = _optional(StrictCharField, max_length=256, allow_blank=True)
-    metadata = _optional(ChatMetadataField)
-    functions = _nullable_list(FunctionDefinitionSerializer(), max_length=MAX_TOOLS)
+    user = _optional(
+        StrictCharField,
+        max_length=256,
+        allow_blank=True,
+        help_text="The end user; sessions can be listed by it.",
+    )
+    metadata = _optional(ChatMetadataField, help_text="Up to 16 string values.")
+    functions = _nullable_list(
+        FunctionDefinitionSerializer(), max_length=MAX_TOOLS, help_text="Deprecated: read as `tools`."
+    )
     function_call = _optional(
         OneOfField,
         string=serializers.ChoiceField(choices=["none", "auto"]),
         object_serializer=NamedFunctionSerializer,
+        help_text="Deprecated: read as `tool_choice`.",
     )
-    session_id = _optional(StrictCharField, max_length=128)
+    session_id = _optional(
+        StrictCharField,
+        max_length=128,
+        help_text="Parley: the session to continue, or to create with this id (1-128 characters of "
+        "`[A-Za-z0-9._:-]`; ids starting with `sess_` or `turn_` are Parley's and never created). "
+        "Without it a new session is created and returned (with `auto_create_sessions` off, the call "
+        "is stateless).",
+    )
     # Synonyms of session_id, so that clients of Dify, Assistants threads and Responses
     # conversations keep their ids.
-    conversation_id = _optional(StrictCharField, max_length=128)
-    thread_id = _optional(StrictCharField, max_length=128)
+    conversation_id = _optional(
+        StrictCharField, max_length=128, help_text="Parley: a synonym of `session_id` (Dify)."
+    )
+    thread_id = _optional(
+        StrictCharField, max_length=128, help_text="Parley: a synonym of `session_id` (Assistants threads)."
+    )
     conversation = _optional(
-        OneOfField, string=StrictCharField(max_length=128), object_serializer=ConversationObjectSerializer
+        OneOfField,
+        string=StrictCharField(max_length=128),
+        object_serializer=ConversationObjectSerializer,
+        help_text='Parley: a synonym of `session_id` (Responses API): an id or `{"id": …}`.',
     )
     # Start the session's transcript over before this turn's messages are stored.
-    session_reset = _optional(StrictBooleanField)
+    session_reset = _optional(
+        StrictBooleanField,
+        help_text="Parley: start the session's transcript over before storing this turn's messages.",
+    )
 
     def validate_session_id(self, value: str | None) -> str | None:
         return check_session_id(value)

@@ -10,8 +10,6 @@ ties on `created` are broken by the primary key. So this is DRF's pagination int
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.db.models import QuerySet
 from django.http import JsonResponse
 from rest_framework.pagination import BasePagination
@@ -20,6 +18,7 @@ from rest_framework.views import APIView
 
 from config.errors import InvalidRequest
 from sessions.api.session_serializers import LimitField, QuerySerializer, QueryTextField
+from sessions.api.shapes import SessionListSerializer
 from sessions.models import Session
 from sessions.selectors import session_get
 
@@ -57,13 +56,6 @@ class SessionCursorPagination(BasePagination):
         self.has_more = len(page) > limit
         return page[:limit]
 
-    def get_paginated_response(self, data: list[dict[str, Any]]) -> JsonResponse:
-        return JsonResponse(
-            {
-                "object": "list",
-                "data": data,
-                "first_id": data[0]["id"] if data else None,
-                "last_id": data[-1]["id"] if data else None,
-                "has_more": self.has_more,
-            }
-        )
+    def get_paginated_response(self, data: list[Session]) -> JsonResponse:
+        """The page's sessions in SessionListSerializer's envelope (first_id, last_id from them)."""
+        return JsonResponse(SessionListSerializer({"data": data, "has_more": self.has_more}).data)

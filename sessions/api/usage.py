@@ -6,10 +6,14 @@ import re
 from datetime import UTC, date, datetime, timedelta
 
 from django.http import JsonResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from config.errors import InvalidRequest
+from config.openapi.parts import query_parameter
+from sessions.api.shapes import UsageSummarySerializer
 from sessions.usage import GROUPINGS, usage_summary
 
 DEFAULT_DAYS = 30
@@ -24,6 +28,26 @@ class UsageView(APIView):
     dates, YYYY-MM-DD, both included; by default the last 30 days), grouped by `group_by`: `day`
     (the default), `agent` or `key`. Every turn counts as a request, whatever its status."""
 
+    @extend_schema(
+        operation_id="retrieveUsage",
+        summary="Usage by day, agent or key",
+        tags=["Usage"],
+        parameters=[
+            query_parameter(
+                "start", OpenApiTypes.DATE, "First day (UTC, included); default: 29 days before `end`."
+            ),
+            query_parameter(
+                "end", OpenApiTypes.DATE, "Last day (UTC, included); default: today. At most 366 days."
+            ),
+            query_parameter(
+                "group_by",
+                OpenApiTypes.STR,
+                "`day` (default), `agent` or `key`.",
+                enum=["day", "agent", "key"],
+            ),
+        ],
+        responses=UsageSummarySerializer,
+    )
     def get(self, request: Request) -> JsonResponse:
         query = request.query_params
         group_by = query.get("group_by", "day")
@@ -38,9 +62,10 @@ class UsageView(APIView):
             raise InvalidRequest("start must not be after end.", param="start")
         if (end - start).days >= MAX_DAYS:
             raise InvalidRequest(f"The range may span at most {MAX_DAYS} days.", param="start")
-        return JsonResponse(
-            usage_summary(organization=request.user.organization, start=start, end=end, group_by=group_by)
+        summary = usage_summary(
+            organization=request.user.organization, start=start, end=end, group_by=group_by
         )
+        return JsonResponse(UsageSummarySerializer(summary).data)
 
 
 def _date(query, param: str) -> date | None:
