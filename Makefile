@@ -9,7 +9,7 @@ BIN = $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install install-test run test test-embedded test-production test-faults lint
+.PHONY: install install-test run test test-embedded test-production test-faults lint bench bench-quick bench-install
 
 install: $(VENV)/.installed
 
@@ -67,3 +67,26 @@ test-faults: install-test
 
 lint: install
 	$(BIN)/ruff check .
+
+# The benchmark (bench/README.md, BENCHMARKS.md): Parley in production and embedded mode against
+# LiteLLM's proxy and against the fake upstream itself, on loopback. `make bench` is the full run
+# (about 20 minutes on 2 cores), `make bench-quick` a short one (about 8); BENCH_ARGS passes options
+# to bench/run.py (e.g. BENCH_ARGS='--note "machine shared"'). Results: bench/results/latest.json,
+# bench/results/latency.png and the generated part of BENCHMARKS.md.
+BENCH_VENV = bench/.venv
+
+bench-install: install $(BENCH_VENV)/.installed
+
+$(BENCH_VENV)/.installed: bench/requirements.txt
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet -r bench/requirements.txt
+	touch $@
+
+bench: bench-install
+	bash tests/ensure_services.sh
+	$(BIN)/python bench/run.py --plan full $(BENCH_ARGS)
+
+bench-quick: bench-install
+	bash tests/ensure_services.sh
+	$(BIN)/python bench/run.py --plan quick $(BENCH_ARGS)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from agents.backends import backend_for
 from agents.secrets import is_sealed, unseal
 from config.errors import ApiError
+from config.inputs import storable
 
 if TYPE_CHECKING:
     from agents.models import Agent
@@ -47,7 +48,8 @@ def redacted_error(error: ApiError, *, secrets: Iterable[str] = ()) -> ApiError:
     """A copy of `error` whose message holds no secret (the status, type, param and code are
     Parley's own)."""
     clean = copy.copy(error)
-    clean.message = redact(error.message, secrets)
+    # An agent's error text is stored with the turn too: nothing in it PostgreSQL refuses.
+    clean.message = storable(redact(error.message, secrets))
     clean.args = (clean.message,)
     return clean
 

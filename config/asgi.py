@@ -25,7 +25,7 @@ gc.freeze()
 # The event loop shares the interpreter lock with the threads that parse large bodies and call the
 # database: each time it wants the lock back it may wait a switch interval per busy thread ahead of
 # it. 1 ms instead of 5 keeps the loop, and every other tenant's request, answering in between
-# (measured with four of the largest requests at once: tests/test_request_limits.py).
+# (measured with four of the largest requests at once: bench/large_requests.py).
 sys.setswitchinterval(0.001)
 
 if settings.PARLEY_EXECUTOR == "inline":

@@ -1,7 +1,7 @@
 """What the API accepts as input, checked in one place for every endpoint before any work:
 
 - JSON bodies nest arrays and objects at most MAX_JSON_DEPTH levels deep (the parser recurses
-  once per level: deeper bodies would exhaust the stack);
+  once per level);
 - no string of a body, key or value, holds a NUL or a lone surrogate (PostgreSQL can store
   neither, and SQLite would keep what PostgreSQL refuses), and every number is finite (JSON has
   no Infinity: 1e400 would be stored as a float no JSON reader takes back);
@@ -44,16 +44,17 @@ def json_body_parse(raw: bytes) -> Any:
         raise InvalidJson(f"The request body is not valid JSON: {exc}") from None
     if not text.strip():
         raise InvalidJson("The request body is empty; expected a JSON object.")
-    depth = json_nesting_depth(text)
-    if depth > MAX_JSON_DEPTH:
-        raise InvalidJson(
-            f"The request body nests arrays and objects {depth} levels deep; the limit is {MAX_JSON_DEPTH}."
-        )
     floats = _FloatWatch()
     try:
+        # The parser recurses once per level, and stops (RecursionError) long before the stack
+        # runs out. The depth is checked after, on the parsed value: a walk in Python, which other
+        # threads and the event loop can interrupt, where scanning the whole text with regular
+        # expressions first held the interpreter lock for tens of milliseconds per megabyte.
         value = json.loads(text, parse_constant=_refuse_constant, parse_float=floats)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
+        _refuse_too_deep(json_nesting_depth(text))  # as deep a body is named so, valid or not
         raise InvalidJson(f"The request body is not valid JSON: {exc}") from None
+    _refuse_too_deep(_value_depth(value))
     # Walking the whole value costs as much as parsing it: only when it may hold what the walk
     # looks for. JSON text can spell a NUL or a surrogate only as an escape (the parser refuses raw
     # control characters, UTF-8 decoding raw surrogates), and a number out of range only as a float.
@@ -78,6 +79,25 @@ class _FloatWatch:
         if not math.isfinite(number):
             self.non_finite = True
         return number
+
+
+def _refuse_too_deep(depth: int) -> None:
+    if depth > MAX_JSON_DEPTH:
+        raise InvalidJson(
+            f"The request body nests arrays and objects {depth} levels deep; the limit is {MAX_JSON_DEPTH}."
+        )
+
+
+def _value_depth(value: Any) -> int:
+    """How deep the arrays and objects of a parsed JSON value nest (json_nesting_depth of its text)."""
+    deepest = 0
+    pending = [(value, 1)] if isinstance(value, dict | list) else []
+    while pending:
+        container, level = pending.pop()
+        deepest = max(deepest, level)
+        children = container.values() if isinstance(container, dict) else container
+        pending.extend((child, level + 1) for child in children if isinstance(child, dict | list))
+    return deepest
 
 
 def json_nesting_depth(text: str) -> int:
@@ -127,6 +147,25 @@ def text_problem(text: str) -> tuple[str, str] | None:
             "surrogate_characters_not_allowed",
         )
     return None
+
+
+# What stands for a character that cannot be stored, as a decoder's errors="replace" writes it.
+REPLACEMENT_CHARACTER = "\ufffd"
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(value: Any) -> Any:
+    """`value` (text, or JSON made of lists and dicts) with every NUL and lone surrogate, in
+    strings and keys, replaced by U+FFFD: for what Parley does not refuse but passes on and keeps,
+    such as an agent's answer or a tool's result, which PostgreSQL would refuse to store (its text
+    and jsonb hold neither). Anything else is returned as it is."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub(REPLACEMENT_CHARACTER, value)
+    if isinstance(value, dict):
+        return {storable(key): storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [storable(item) for item in value]
+    return value
 
 
 class JsonBodyParser(JSONParser):

@@ -17,6 +17,7 @@ from typing import Any
 from agents.backends.base import AgentBackend, AgentCall, ChoiceDelta, StreamItem, UsageReport
 from agents.tools import execute_tool_call
 from agents.tools.base import ServerTool, ToolContext
+from config.inputs import storable
 from sessions.streaming import ReplyAccumulator
 
 
@@ -57,6 +58,8 @@ def run_agent_loop(
     for step in range(max_steps + 1):
         relay = _StepRelay(server_tools, role_sent)
         for item in backend.stream(replace(call, messages=messages, params=params)):
+            if isinstance(item, ChoiceDelta):
+                item = replace(item, delta=storable(item.delta), logprobs=storable(item.logprobs))
             if isinstance(item, UsageReport):
                 prompt_tokens += item.prompt_tokens
                 completion_tokens += item.completion_tokens
@@ -93,7 +96,7 @@ def run_agent_loop(
                     "arguments": tool_call["function"]["arguments"],
                 }
             )
-            result = execute_tool_call(server_tools, tool_call, context)
+            result = storable(execute_tool_call(server_tools, tool_call, context))
             tool_message = {"role": "tool", "tool_call_id": call_id, "content": result}
             yield ToolStep({"type": "tool_result", "tool_call_id": call_id, "name": name, "content": result})
             yield StoredMessage(tool_message)

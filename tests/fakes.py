@@ -297,12 +297,16 @@ WEBHOOK_SECRET = "whsec-test-0123456789abcdef"
 # The signing secret of a webhook that leaks it: new in every test run, so that a test can look
 # for it in logs and databases.
 LEAKY_WEBHOOK_SECRET = f"whsec-leaky-{uuid.uuid4().hex}"
+# Text with a NUL and a lone surrogate, which JSON can carry (as escapes) and PostgreSQL cannot store.
+UNSTORABLE_TEXT = "nul[\x00] surrogate[\ud800]"
 
 
 class WebhookHandler(_Handler):
     """Answers by path: /json (JSON), /sse (an event stream), /tools (a JSON tool call), /flaky
     (500 the first time a conversation is seen, then JSON), /leak (signed with
-    LEAKY_WEBHOOK_SECRET: 401 quoting the secret and the Parley-Signature header it received).
+    LEAKY_WEBHOOK_SECRET: 401 quoting the secret and the Parley-Signature header it received),
+    /unstorable (JSON) and /unstorable-sse (an event stream) answering UNSTORABLE_TEXT, and
+    /unstorable-tool, an HTTP tool's endpoint answering it as the tool's result.
 
     Answers that never end, held open until the client goes (recorded in FakeServer.gone):
     /trickle (an event stream: one chunk, then a newline every 0.2 s), /trickle-json (JSON
@@ -312,6 +316,12 @@ class WebhookHandler(_Handler):
     seen: set[str] = set()
 
     def do_POST(self) -> None:
+        if self.path == "/unstorable-tool":
+            # An HTTP tool's endpoint (its calls are signed with WEBHOOK_SECRET too), answering text
+            # that PostgreSQL cannot store.
+            self.record()
+            self.send_json(200, {"content": UNSTORABLE_TEXT})
+            return
         if self.path == "/leak":
             self.record()
             signature = self.headers.get("Parley-Signature", "")
@@ -331,6 +341,14 @@ class WebhookHandler(_Handler):
         if self.path == "/flaky" and said not in self.seen:
             self.seen.add(said)
             self.send_json(500, {"error": "try again"})
+        elif self.path == "/unstorable":
+            self.send_json(200, {"content": f"{UNSTORABLE_TEXT} {said}"})
+        elif self.path == "/unstorable-sse":
+            self.start_events()
+            for text in (UNSTORABLE_TEXT, f" {said}"):
+                self.event({"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]})
+            self.event({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+            self.event("[DONE]")
         elif self.path == "/sse":
             self.start_events()
             for word in ("hook", " streams:", f" {said}"):

@@ -1,37 +1,21 @@
 """Session ids Parley issues (sess_…, and every other prefix it hands out) are reserved: a client
 can name them but never create one, and an unknown one is a 404 on every route and synonym,
-whatever auto_create_sessions says. Client-chosen ids keep being created on first use."""
+whatever auto_create_sessions says. Client-chosen ids keep being created on first use. (Another
+organization's session ids, named every way: tests/test_isolation.py.)"""
 
 from __future__ import annotations
 
-from typing import Any
-
-import httpx
 import pytest
 
 from accounts.models import AutomationSettings
 from sessions.ids import PUBLIC_ID_PREFIXES, is_reserved_session_id, new_public_id
 from sessions.models import Session
-from tests.conftest import Tenant, stored_rows
-from tests.live import Stack, api
+from tests.conftest import stored_rows
+from tests.live import api
+from tests.session_naming import WAYS, ask, ask_naming, session_not_found, user
 from tests.sse import post_stream
 
 UNKNOWN = "sess_" + "Z" * 24
-
-
-def user(text: str) -> dict[str, str]:
-    return {"role": "user", "content": text}
-
-
-def session_not_found(session_id: str) -> dict[str, Any]:
-    return {
-        "error": {
-            "message": f"No session found with id '{session_id}'.",
-            "type": "invalid_request_error",
-            "param": "session_id",
-            "code": "session_not_found",
-        }
-    }
 
 
 RESERVED_MESSAGE = (
@@ -46,34 +30,6 @@ RESERVED_ID_REFUSED = {
     },
     "detail": [{"loc": ["body", "id"], "msg": RESERVED_MESSAGE, "type": "reserved"}],
 }
-
-
-def ask(stack: Stack, tenant: Tenant, fields: dict[str, Any], *, stream: bool, nlx: bool = False):
-    """A chat request with these extra fields (naming a session, say); a stream when `stream`."""
-    body = {"model": "echo", "messages": [user("are you there?")], "stream": stream, **fields}
-    url = f"{stack.url}/echo/web-en-US/chat/completions" if nlx else f"{stack.api_url}/chat/completions"
-    return httpx.post(url, json=body, headers={"Authorization": f"Bearer {tenant.key}"}, timeout=30)
-
-
-# Every way a chat request names a session.
-WAYS = [
-    "session_id",
-    "conversation_id",
-    "thread_id",
-    "conversation",
-    "conversation-object",
-    "agent:session",
-    "nlx",
-]
-
-
-def ask_naming(stack: Stack, tenant: Tenant, way: str, session_id: str, *, stream: bool) -> httpx.Response:
-    fields: dict[str, Any] = {
-        "conversation-object": {"conversation": {"id": session_id}},
-        "agent:session": {"model": f"echo:{session_id}"},
-        "nlx": {"model": f"nlx:{session_id}"},
-    }.get(way, {way: session_id})
-    return ask(stack, tenant, fields, stream=stream, nlx=way == "nlx")
 
 
 def test_only_parleys_own_prefixes_are_reserved():
@@ -123,26 +79,6 @@ def test_a_deleted_session_is_reported_not_silently_restarted(stack, tenant):
     assert (plain.status_code, plain.json()) == (404, session_not_found(session_id))
     assert (streamed.status_code, streamed.json()) == (404, session_not_found(session_id))
     assert stored_rows(tenant) == before == {"sessions": 0, "turns": 0, "messages": 0}
-
-
-@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
-@pytest.mark.parametrize("way", WAYS)
-def test_another_organizations_server_issued_session_is_404_like_a_missing_one_and_untouched(
-    stack, tenant, other_tenant, way, stream
-):
-    # given the other organization's session, created by Parley with a canary in it
-    theirs = ask(stack, other_tenant, {"messages": [user("canary-5d1e")]}, stream=False)
-    their_id = theirs.json()["session_id"]
-    their_rows = stored_rows(other_tenant)
-    # when this organization names it, and names a missing one the same way
-    foreign = ask_naming(stack, tenant, way, their_id, stream=stream)
-    missing = ask_naming(stack, tenant, way, UNKNOWN, stream=stream)
-    # then both are the same 404, and nothing of either organization changed
-    assert (foreign.status_code, foreign.json()) == (404, session_not_found(their_id))
-    assert (missing.status_code, missing.json()) == (404, session_not_found(UNKNOWN))
-    assert "canary" not in foreign.text
-    assert stored_rows(other_tenant) == their_rows
-    assert stored_rows(tenant) == {"sessions": 0, "turns": 0, "messages": 0}
 
 
 def test_a_server_issued_session_of_this_organization_is_continued(stack, tenant):

@@ -11,6 +11,10 @@ gets tokens for the API: it takes the Django session cookie and, like every sess
 write, the CSRF token (X-CSRFToken header or a form's csrfmiddlewaretoken field), so another site
 cannot mint tokens with the cookie. The browser page /accounts/api-token/ (accounts/views.py)
 issues a pair from its own form.
+
+These views reach the database from their request's own thread: while it cannot be reached they
+answer 503 database_unavailable with Retry-After, at once once the outage is known, as the rest
+of the API does (config.db.DatabaseGuardedAPIView).
 """
 
 from __future__ import annotations
@@ -23,12 +27,12 @@ from rest_framework.authentication import SessionAuthentication
 from rest_framework.parsers import FormParser
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 from rest_framework_simplejwt.settings import api_settings
 
 from accounts.api.shapes import TokenPairSerializer
 from accounts.jwt import TokenPair, jwt_pair_issue, jwt_pair_refresh, jwt_refresh_revoke, jwt_verify
 from accounts.signin_throttle import signin_attempt_check, signin_failure_record
+from config.db import DatabaseGuardedAPIView
 from config.errors import AuthenticationFailed, PermissionDenied
 from config.inputs import JsonBodyParser
 from config.openapi.parts import request_example
@@ -62,7 +66,7 @@ def _valid(serializer_class: type[serializers.Serializer], request: Request) -> 
     return serializer.validated_data
 
 
-class TokenObtainView(APIView):
+class TokenObtainView(DatabaseGuardedAPIView):
     authentication_classes = []
 
     @extend_schema(
@@ -89,7 +93,7 @@ class TokenObtainView(APIView):
         return _pair_response(jwt_pair_issue(user=user))
 
 
-class TokenRefreshView(APIView):
+class TokenRefreshView(DatabaseGuardedAPIView):
     authentication_classes = []
 
     @extend_schema(
@@ -105,7 +109,7 @@ class TokenRefreshView(APIView):
         return _pair_response(jwt_pair_refresh(raw_refresh=data["refresh"]))
 
 
-class TokenVerifyView(APIView):
+class TokenVerifyView(DatabaseGuardedAPIView):
     authentication_classes = []
 
     @extend_schema(
@@ -121,7 +125,7 @@ class TokenVerifyView(APIView):
         return Response({})
 
 
-class LogoutView(APIView):
+class LogoutView(DatabaseGuardedAPIView):
     @extend_schema(
         operation_id="logout",
         summary="Sign out",
@@ -139,7 +143,7 @@ class LogoutView(APIView):
         return Response(status=204)
 
 
-class SessionTokenView(APIView):
+class SessionTokenView(DatabaseGuardedAPIView):
     """A JWT pair for the user of the browser session (after an OAuth/OIDC sign-in)."""
 
     # DRF's session authentication enforces Django's CSRF check on every request it accepts; the

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,9 @@ from typing import Any
 import httpx
 from django.db import connections
 
+from accounts.models import User
 from sessions.models import Message, Session, Turn, TurnEventBatch
+from tests.conftest import live_password_hash
 from tests.faults.servers import PostgresServer, RedisServer
 from tests.live import ROOT, Stack, api, stack_env, start_beat, start_web, start_worker, stop
 from tests.test_recovery import children_of
@@ -276,10 +279,13 @@ def unfinished_turns() -> list[tuple[str, str]]:
 class BackgroundRequest(threading.Thread):
     """One API request on a thread of its own: its answer, and how long it took."""
 
-    def __init__(self, method: str, url: str, key: str | None, **kwargs: Any) -> None:
+    def __init__(
+        self, method: str, url: str, key: str | None, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(daemon=True)
         self.method, self.url, self.kwargs = method, url, kwargs
         self.headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.headers.update(headers or {})
         self.response: httpx.Response | None = None
         self.seconds = 0.0
 
@@ -287,6 +293,20 @@ class BackgroundRequest(threading.Thread):
         started = time.monotonic()
         self.response = httpx.request(self.method, self.url, headers=self.headers, timeout=90, **self.kwargs)
         self.seconds = time.monotonic() - started
+
+
+def signed_in_person(stack: Stack) -> dict[str, str]:
+    """A user made in the faults' database, signed in: the token pair it got."""
+    password = f"pw-{uuid.uuid4().hex}"
+    username = f"person-{uuid.uuid4().hex[:10]}"
+    _read(
+        lambda: User.objects.using(FAULTS_DB).create(username=username, password=live_password_hash(password))
+    )
+    response = httpx.post(
+        f"{stack.api_url}/auth/token", json={"username": username, "password": password}, timeout=30
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
 
 
 def chat(stack: Stack, tenant: FaultTenant, body: dict[str, Any], timeout: float = 90) -> httpx.Response:
