@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 
 from accounts.models import ApiKey, AutomationSettings, Membership, Organization, User
-from accounts.services import organization_create
+from accounts.services.organizations import organization_create
 
 admin.site.register(User, UserAdmin)
 

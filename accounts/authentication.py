@@ -6,34 +6,19 @@ only one."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from django.http import HttpRequest
 from rest_framework.authentication import BaseAuthentication
 
 from accounts.jwt import jwt_authenticate, looks_like_jwt
-from accounts.models import ApiKey, Membership, Organization, User
-from accounts.services import api_key_authenticate
+from accounts.models import ApiKey, Membership, User
+from accounts.principal import Principal
+from accounts.services.keys import api_key_authenticate
 from config.errors import AuthenticationFailed, PermissionDenied
 
 ORGANIZATION_HEADER = "X-Organization"
 # Where the ASGI handler (config.asgi_handler) keeps the principal it authenticated before reading
 # the request's body, so that the view does not authenticate the same request again.
 PRINCIPAL_SCOPE_KEY = "parley.principal"
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling and on behalf of which organization: an API key (with its scopes) or a
-    user signed in with a JWT (with their role in the organization)."""
-
-    organization: Organization
-    api_key: ApiKey | None = None
-    user: User | None = None
-    role: str | None = None  # the user's membership role; None for an API key
-
-    # DRF asks request.user this.
-    is_authenticated = True
 
 
 def authenticate_bearer(request: HttpRequest) -> Principal:

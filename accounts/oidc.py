@@ -26,7 +26,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.crypto import constant_time_compare
 
 from accounts.models import User
-from accounts.services import personal_organization_create
+from accounts.services.organizations import personal_organization_create
 
 # The nonces of the logins this browser session has under way, by their state id.
 _NONCES_SESSION_KEY = "parley_oidc_nonces"

@@ -15,12 +15,11 @@ from django.http import HttpRequest
 from rest_framework.permissions import BasePermission
 
 from accounts.models import ALL_SCOPES, Membership
+from accounts.principal import Principal
 from config.errors import AuthenticationFailed, PermissionDenied
 
 if TYPE_CHECKING:
     from rest_framework.views import APIView
-
-    from accounts.authentication import Principal
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +44,11 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
 KEY_SCOPES = frozenset(ALL_SCOPES)
 
 ENDPOINT_PERMISSIONS: dict[str, dict[str, str]] = {
-    # Chat and what it needs: the chat completions (three aliases share one name), the
-    # models list, and following or stopping one's turns.
+    # Chat and what it needs: the chat completions (and their aliases), the models list, and
+    # following or stopping one's turns.
     "chat-completions": {"POST": CHAT},
+    "chat-completions-api-v1": {"POST": CHAT},
+    "chat-completions-api-ai": {"POST": CHAT},
     "nlx-chat-completions": {"POST": CHAT},
     "models": {"GET": CHAT},
     "model-detail": {"GET": CHAT},

@@ -1,11 +1,14 @@
 """Reads for tenancy and API keys. Every read of a tenant's objects takes the tenant: another
-organization's key or member looks exactly like a missing one."""
+organization's key or member looks exactly like a missing one. The `access_*` helpers are what a
+view calls for an object named in its path: the object, or the 404."""
 
 from __future__ import annotations
 
 from django.db.models import QuerySet
 
 from accounts.models import ApiKey, Membership, Organization, User
+from accounts.principal import Principal
+from config.errors import NotFound
 from config.inputs import ascii_int
 
 
@@ -28,6 +31,14 @@ def api_key_get(*, organization: Organization, key_id: str | int) -> ApiKey | No
     return api_key_list(organization=organization).filter(pk=pk).first()
 
 
+def access_api_key(principal: Principal, key_id: str | int) -> ApiKey:
+    """The organization's API key with this id (revoked or expired too), or a 404 api_key_not_found."""
+    api_key = api_key_get(organization=principal.organization, key_id=key_id)
+    if api_key is None:
+        raise NotFound(f"No API key found with id '{key_id}'.", param="id", code="api_key_not_found")
+    return api_key
+
+
 def membership_list(*, organization: Organization) -> QuerySet[Membership]:
     return (
         Membership.objects.filter(organization=organization).select_related("user").order_by("created", "id")
@@ -39,6 +50,14 @@ def membership_get(*, organization: Organization, user_id: str | int) -> Members
     if pk is None:
         return None
     return membership_list(organization=organization).filter(user_id=pk).first()
+
+
+def access_member(principal: Principal, user_id: str | int) -> Membership:
+    """The membership in the principal's organization of the user with this id, or a 404 member_not_found."""
+    membership = membership_get(organization=principal.organization, user_id=user_id)
+    if membership is None:
+        raise NotFound(f"No member found with id '{user_id}'.", param="user_id", code="member_not_found")
+    return membership
 
 
 def membership_role(*, user: User, organization: Organization) -> str | None:

@@ -8,8 +8,9 @@ from rest_framework import serializers
 from agents.backends import BACKENDS, backend_for
 from agents.backends.base import AgentBackend
 from agents.models import Agent
+from agents.selectors import agent_not_found
 from agents.tools import validate_tools_config
-from config.errors import Conflict, NotFound
+from config.errors import Conflict
 
 if TYPE_CHECKING:
     from accounts.models import Organization
@@ -157,11 +158,6 @@ def agent_delete(*, agent: Agent) -> None:
     """Delete the agent. Its sessions and turns stay (their agent becomes null); a turn of it
     still running ends with an `agent_deleted` error."""
     agent.delete()
-
-
-def agent_not_found(slug: str) -> NotFound:
-    """What a missing agent, and another organization's, looks like."""
-    return NotFound(f"No agent found with slug '{slug}'.", param="slug", code="agent_not_found")
 
 
 def _backend(name: str) -> AgentBackend:

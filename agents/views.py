@@ -8,8 +8,7 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from agents.api.shapes import ModelListSerializer, ModelSerializer
-from agents.selectors import agent_get_enabled, agent_list_enabled
-from config.errors import NotFound
+from agents.selectors import access_model, agent_list_enabled
 from config.openapi.parts import SLUG
 
 
@@ -32,11 +31,4 @@ class ModelDetailView(APIView):
         description="An enabled agent of the organization, as OpenAI's model object.",
     )
     def get(self, request: Request, slug: str) -> JsonResponse:
-        agent = agent_get_enabled(organization=request.user.organization, slug=slug)
-        if agent is None:
-            raise NotFound(
-                f"The model '{slug}' does not exist or you do not have access to it.",
-                param="model",
-                code="model_not_found",
-            )
-        return JsonResponse(ModelSerializer(agent).data)
+        return JsonResponse(ModelSerializer(access_model(request.user, slug)).data)

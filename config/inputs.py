@@ -7,7 +7,8 @@
   no Infinity: 1e400 would be stored as a float no JSON reader takes back);
 - ids in paths are made of the characters Parley's ids are made of;
 - numbers in query strings and headers are ASCII digits (str.isdigit() also takes "²", which
-  int() refuses).
+  int() refuses);
+- a body of Parley's own endpoints names only fields the endpoint defines (refuse_unknown_fields).
 
 The plain async views call json_body_parse; DRF's views get it through JsonBodyParser
 (REST_FRAMEWORK's DEFAULT_PARSER_CLASSES)."""
@@ -17,12 +18,14 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable
 from itertools import accumulate
 from typing import IO, Any
 
+from rest_framework import serializers
 from rest_framework.parsers import JSONParser
 
-from config.errors import InvalidJson, invalid_value
+from config.errors import InvalidJson, InvalidRequest, invalid_value
 
 MAX_JSON_DEPTH = 64
 
@@ -191,3 +194,62 @@ class PathIdConverter:
 
     def to_url(self, value: str) -> str:
         return value
+
+
+# --- fields a body may not name -----------------------------------------------------------------
+
+# Who owns an object and where it lives are the server's to say: naming them is refused first,
+# so that a client believing it set them learns otherwise.
+SERVER_SET_FIELDS = (
+    "organization",
+    "organization_id",
+    "owner",
+    "owner_id",
+    "created_by",
+    "created_by_id",
+    "user",
+    "user_id",
+)
+UNKNOWN_PARAMETER = "unknown_parameter"
+UNKNOWN_FIELD = "unknown_field"
+
+
+def refuse_unknown_fields(
+    data: Any,
+    *,
+    known: Iterable[str],
+    ignored: frozenset[str] = frozenset(),
+    server_set: tuple[str, ...] = (),
+    refusal: str = UNKNOWN_FIELD,
+) -> Any:
+    """The body without its `ignored` fields (the answer's own read-only ones, so that sending an
+    answer back is harmless), or a 400 for a field the endpoint does not define: Parley's own
+    endpoints refuse a typo instead of ignoring it (the chat request, as OpenAI's, ignores them).
+
+    A field of `server_set` is refused first ("Set by the server"). Then, as each API documents
+    it: UNKNOWN_FIELD makes every unknown field an "Unknown field." validation error
+    (`invalid_value`: the Agents, API keys and members APIs); UNKNOWN_PARAMETER answers the
+    first one as `unknown_parameter`, listing the known ones (the Sessions and settings APIs)."""
+    if not isinstance(data, dict):
+        return data
+    known = set(known)
+    named_server_set = [name for name in server_set if name in data]
+    if named_server_set:
+        raise serializers.ValidationError(
+            {name: ["Set by the server; it cannot be given in the request."] for name in named_server_set}
+        )
+    if refusal == UNKNOWN_PARAMETER:
+        for name in data:
+            if name not in known and name not in ignored:
+                raise _unknown_parameter(name, sorted(known))
+    else:
+        unknown = sorted(set(data) - known - ignored)
+        if unknown:
+            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+    return {key: value for key, value in data.items() if key not in ignored}
+
+
+def _unknown_parameter(name: str, known: list[str]) -> InvalidRequest:
+    message = f"Unknown parameter: '{name}'. Known parameters: {', '.join(known)}."
+    detail = [{"loc": ["body", name], "msg": "Unknown parameter.", "type": UNKNOWN_PARAMETER}]
+    return InvalidRequest(message, param=name, code=UNKNOWN_PARAMETER, detail=detail)

@@ -1,4 +1,6 @@
-"""Reads. Every selector takes the organization: another tenant's object looks missing."""
+"""Reads. Every selector takes the organization (or the principal acting in it): another
+tenant's object looks missing. The `access_*` helpers are what a view calls for an object named
+in its path: the object, or the 404 that a missing one and another tenant's alike answer."""
 
 from __future__ import annotations
 
@@ -11,14 +13,28 @@ from django.db.models import QuerySet
 from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
 
+from config.errors import NotFound
 from sessions.models import Message, Session, Turn
 
 if TYPE_CHECKING:
     from accounts.models import Organization
+    from accounts.principal import Principal
 
 
 def session_get(*, organization: Organization, session_id: str) -> Session | None:
     return Session.objects.filter(organization=organization, external_id=session_id).first()
+
+
+def session_not_found(session_id: str) -> NotFound:
+    return NotFound(f"No session found with id '{session_id}'.", param="session_id", code="session_not_found")
+
+
+def access_session(principal: Principal, session_id: str) -> Session:
+    """The session of the principal's organization with this id, or session_not_found (404)."""
+    session = session_get(organization=principal.organization, session_id=session_id)
+    if session is None:
+        raise session_not_found(session_id)
+    return session
 
 
 @dataclass(frozen=True)
@@ -62,6 +78,14 @@ def session_turns(*, session: Session) -> list[Turn]:
 
 def turn_get(*, organization: Organization, turn_id: str) -> Turn | None:
     return Turn.objects.filter(organization=organization, pk=turn_id).select_related("session").first()
+
+
+def access_turn(principal: Principal, turn_id: str) -> Turn:
+    """The turn of the principal's organization with this id, or a 404 turn_not_found."""
+    turn = turn_get(organization=principal.organization, turn_id=turn_id)
+    if turn is None:
+        raise NotFound(f"No turn found with id '{turn_id}'.", param="turn_id", code="turn_not_found")
+    return turn
 
 
 def idempotency_key_cutoff() -> datetime:

@@ -13,9 +13,10 @@ from django.utils import timezone
 from rest_framework.exceptions import ErrorDetail
 
 from accounts.models import AutomationSettings
-from config.errors import Conflict, InvalidRequest, NotFound, validation_error
+from config.errors import Conflict, InvalidRequest, validation_error
 from sessions.ids import PUBLIC_ID_PREFIXES, SESSION_PREFIX, is_reserved_session_id, new_public_id
 from sessions.models import Message, Session, Turn
+from sessions.selectors import session_not_found
 
 if TYPE_CHECKING:
     from accounts.models import Organization
@@ -50,10 +51,6 @@ def session_resolve(*, organization: Organization, session_id: str | None, agent
             return Session.objects.create(organization=organization, external_id=session_id, agent=agent)
     except IntegrityError:  # created by a concurrent request a moment ago
         return Session.objects.get(organization=organization, external_id=session_id)
-
-
-def session_not_found(session_id: str) -> NotFound:
-    return NotFound(f"No session found with id '{session_id}'.", param="session_id", code="session_not_found")
 
 
 def session_exists(session_id: str) -> Conflict:

@@ -15,7 +15,6 @@ from django.urls import URLPattern, get_resolver
 from django.utils import timezone
 
 from accounts.api.shapes import ApiKeySerializer
-from accounts.authentication import Principal
 from accounts.models import ALL_SCOPES, ApiKey, AuditEvent, Membership
 from accounts.permissions import (
     ADMIN,
@@ -30,6 +29,7 @@ from accounts.permissions import (
     principal_can,
     principal_permissions,
 )
+from accounts.principal import Principal
 from accounts.services import (
     api_key_create,
     api_key_issue,
@@ -197,6 +197,8 @@ _NO_KEY = _error("No API key found with id 'x-missing'.", "id", "api_key_not_fou
 # ids that name nothing), where that does not depend on the tenant's data.
 _ADMITTED_ANSWERS = {
     ("chat-completions", "POST"): (400, _required("messages")),
+    ("chat-completions-api-v1", "POST"): (400, _required("messages")),
+    ("chat-completions-api-ai", "POST"): (400, _required("messages")),
     ("nlx-chat-completions", "POST"): (
         400,
         _error(

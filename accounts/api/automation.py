@@ -9,8 +9,7 @@ from rest_framework.views import APIView
 
 from accounts.api.shapes import AutomationSettingsSerializer
 from accounts.automation import AutomationChanges, automation_get, automation_update
-from agents.selectors import agent_get
-from config.errors import InvalidRequest
+from agents.selectors import access_agent_named_in_body
 from config.openapi.parts import request_example
 from sessions.api.fields import StrictBooleanField, StrictCharField, StrictIntegerField
 from sessions.api.session_serializers import ClosedSerializer
@@ -65,13 +64,9 @@ class AutomationSettingsView(APIView):
         serializer.is_valid(raise_exception=True)
         changes: AutomationChanges = dict(serializer.validated_data)  # type: ignore[assignment]
         if changes.get("default_agent") is not None:
-            slug = changes["default_agent"]
-            agent = agent_get(organization=organization, slug=slug)
-            if agent is None:  # another organization's agent looks missing too
-                raise InvalidRequest(
-                    f"No agent found with slug '{slug}'.", param="default_agent", code="agent_not_found"
-                )
-            changes["default_agent"] = agent
+            changes["default_agent"] = access_agent_named_in_body(
+                request.user, changes["default_agent"], field="default_agent"
+            )
         settings = automation_update(
             organization=organization,
             changes=changes,

@@ -14,40 +14,14 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from accounts.api.shapes import ApiKeyListSerializer, ApiKeySerializer, IssuedApiKeySerializer
-from accounts.models import ALL_SCOPES, ApiKey
-from accounts.selectors import api_key_get, api_key_list
-from accounts.services import api_key_issue, api_key_revoke
-from config.errors import NotFound
+from accounts.models import ALL_SCOPES
+from accounts.selectors import access_api_key, api_key_list
+from accounts.services.keys import api_key_issue, api_key_revoke
+from config.inputs import SERVER_SET_FIELDS, refuse_unknown_fields
 from config.openapi.parts import KEY_ID, request_example
 from sessions.api.fields import StrictCharField, StrictIntegerField, StrictListField
 
 _DATABASE_INT_MAX = 2_147_483_647
-# Who owns a key and where it lives are the server's to say: naming them is refused, so that a
-# client believing it set them learns otherwise.
-SERVER_SET_NAMES = (
-    "organization",
-    "organization_id",
-    "owner",
-    "owner_id",
-    "created_by",
-    "created_by_id",
-    "user",
-    "user_id",
-)
-
-
-def refuse_unknown_fields(data: Any, known: Any) -> None:
-    """400 naming the first field a client may not send: the server-set ones first."""
-    if not isinstance(data, dict):
-        return
-    server_set = [name for name in SERVER_SET_NAMES if name in data]
-    if server_set:
-        raise serializers.ValidationError(
-            {name: ["Set by the server; it cannot be given in the request."] for name in server_set}
-        )
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
 
 
 def _limit() -> StrictIntegerField:
@@ -64,7 +38,7 @@ class ApiKeyInputSerializer(serializers.Serializer):
     concurrent_turns = _limit()
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
-        refuse_unknown_fields(data, self.fields)
+        refuse_unknown_fields(data, known=self.fields, server_set=SERVER_SET_FIELDS)
         return super().to_internal_value(data)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -79,13 +53,6 @@ class ApiKeyInputSerializer(serializers.Serializer):
         if expires_at is not None and expires_at <= timezone.now():
             raise serializers.ValidationError({"expires_at": ["Must be in the future."]})
         return attrs
-
-
-def _api_key_or_404(request: Request, key_id: str) -> ApiKey:
-    api_key = api_key_get(organization=request.user.organization, key_id=key_id)
-    if api_key is None:
-        raise NotFound(f"No API key found with id '{key_id}'.", param="id", code="api_key_not_found")
-    return api_key
 
 
 class ApiKeyListView(APIView):
@@ -136,7 +103,7 @@ class ApiKeyDetailView(APIView):
         responses=ApiKeySerializer,
     )
     def get(self, request: Request, key_id: str) -> JsonResponse:
-        return JsonResponse(ApiKeySerializer(_api_key_or_404(request, key_id)).data)
+        return JsonResponse(ApiKeySerializer(access_api_key(request.user, key_id)).data)
 
     @extend_schema(
         operation_id="revokeApiKey",
@@ -146,5 +113,5 @@ class ApiKeyDetailView(APIView):
         responses={200: ApiKeySerializer},
     )
     def delete(self, request: Request, key_id: str) -> JsonResponse:
-        api_key = api_key_revoke(api_key=_api_key_or_404(request, key_id), actor=request.user)
+        api_key = api_key_revoke(api_key=access_api_key(request.user, key_id), actor=request.user)
         return JsonResponse(ApiKeySerializer(api_key).data)

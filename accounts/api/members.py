@@ -11,12 +11,12 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from accounts.api.keys import refuse_unknown_fields
 from accounts.api.shapes import MEMBER_ROLES, MemberDeletedSerializer, MemberListSerializer, MemberSerializer
 from accounts.models import Membership
-from accounts.selectors import membership_get, membership_list, user_find
-from accounts.services import membership_add, membership_change_role, membership_remove
+from accounts.selectors import access_member, membership_list, user_find
+from accounts.services.members import membership_add, membership_change_role, membership_remove
 from config.errors import NotFound
+from config.inputs import SERVER_SET_FIELDS, refuse_unknown_fields
 from config.openapi.parts import USER_ID, error, request_example
 from sessions.api.fields import StrictCharField
 
@@ -29,7 +29,7 @@ class MemberAddSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=MEMBER_ROLES, required=False, default=Membership.Role.MEMBER)
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
-        refuse_unknown_fields(data, self.fields)
+        refuse_unknown_fields(data, known=self.fields, server_set=SERVER_SET_FIELDS)
         return super().to_internal_value(data)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -45,15 +45,8 @@ class MemberChangeSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=MEMBER_ROLES)
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
-        refuse_unknown_fields(data, self.fields)
+        refuse_unknown_fields(data, known=self.fields, server_set=SERVER_SET_FIELDS)
         return super().to_internal_value(data)
-
-
-def _member_or_404(request: Request, user_id: str) -> Membership:
-    membership = membership_get(organization=request.user.organization, user_id=user_id)
-    if membership is None:
-        raise NotFound(f"No member found with id '{user_id}'.", param="user_id", code="member_not_found")
-    return membership
 
 
 class MemberListView(APIView):
@@ -104,7 +97,7 @@ class MemberDetailView(APIView):
         responses=MemberSerializer,
     )
     def get(self, request: Request, user_id: str) -> JsonResponse:
-        return JsonResponse(MemberSerializer(_member_or_404(request, user_id)).data)
+        return JsonResponse(MemberSerializer(access_member(request.user, user_id)).data)
 
     @extend_schema(
         operation_id="changeMemberRole",
@@ -116,7 +109,7 @@ class MemberDetailView(APIView):
         examples=[request_example("Make an admin", {"role": "admin"})],
     )
     def patch(self, request: Request, user_id: str) -> JsonResponse:
-        membership = _member_or_404(request, user_id)
+        membership = access_member(request.user, user_id)
         serializer = MemberChangeSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         membership = membership_change_role(
@@ -132,5 +125,5 @@ class MemberDetailView(APIView):
         responses={200: MemberDeletedSerializer, 409: error("The organization's last owner stays.")},
     )
     def delete(self, request: Request, user_id: str) -> JsonResponse:
-        membership_remove(membership=_member_or_404(request, user_id), actor=request.user)
+        membership_remove(membership=access_member(request.user, user_id), actor=request.user)
         return JsonResponse(MemberDeletedSerializer({"id": int(user_id)}).data)

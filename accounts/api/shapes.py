@@ -8,7 +8,7 @@ from typing import Any
 from rest_framework import serializers
 
 from accounts.models import ALL_SCOPES, ApiKey, Membership
-from accounts.services import IssuedApiKey
+from accounts.services.keys import IssuedApiKey
 from config.shapes import Constant, UnixTime, deleted_shape, list_envelope, nullable_int
 
 # Named once in the schema (SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]).

@@ -10,6 +10,7 @@ from typing import Any
 from django.core.validators import validate_slug
 from rest_framework import serializers
 
+from config.inputs import refuse_unknown_fields
 from sessions.api.chat_serializers import ChatCompletionRequestSerializer
 from sessions.api.fields import (
     JsonObjectField,
@@ -101,9 +102,5 @@ class AgentInputSerializer(serializers.Serializer):
     enabled = StrictBooleanField(required=False)
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields) - READ_ONLY_NAMES)
-            if unknown:
-                raise serializers.ValidationError({key: ["Unknown field."] for key in unknown})
-            data = {key: value for key, value in data.items() if key not in READ_ONLY_NAMES}
+        data = refuse_unknown_fields(data, known=self.fields, ignored=READ_ONLY_NAMES)
         return super().to_internal_value(data)

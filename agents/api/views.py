@@ -9,9 +9,8 @@ from rest_framework.views import APIView
 
 from agents.api.serializers import AgentInputSerializer
 from agents.api.shapes import AgentDeletedSerializer, AgentListSerializer, AgentSerializer
-from agents.models import Agent
-from agents.selectors import agent_get, agent_list
-from agents.services import agent_create, agent_delete, agent_not_found, agent_update
+from agents.selectors import access_agent, agent_list
+from agents.services import agent_create, agent_delete, agent_update
 from config.openapi.parts import SLUG, error, request_example
 
 
@@ -49,12 +48,6 @@ class AgentListView(APIView):
 class AgentDetailView(APIView):
     """GET, PATCH (partial update) and DELETE /v1/agents/{slug}."""
 
-    def _agent(self, request: Request, slug: str) -> Agent:
-        agent = agent_get(organization=request.user.organization, slug=slug)
-        if agent is None:
-            raise agent_not_found(slug)
-        return agent
-
     @extend_schema(
         operation_id="retrieveAgent",
         summary="Retrieve an agent",
@@ -63,7 +56,7 @@ class AgentDetailView(APIView):
         responses=AgentSerializer,
     )
     def get(self, request: Request, slug: str) -> JsonResponse:
-        return JsonResponse(AgentSerializer(self._agent(request, slug)).data)
+        return JsonResponse(AgentSerializer(access_agent(request.user, slug)).data)
 
     @extend_schema(
         operation_id="updateAgent",
@@ -78,7 +71,7 @@ class AgentDetailView(APIView):
         examples=[request_example("A new system prompt", {"system_prompt": "Be thorough."})],
     )
     def patch(self, request: Request, slug: str) -> JsonResponse:
-        agent = self._agent(request, slug)
+        agent = access_agent(request.user, slug)
         serializer = AgentInputSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         agent = agent_update(agent=agent, changes=serializer.validated_data)
@@ -92,5 +85,5 @@ class AgentDetailView(APIView):
         responses={200: AgentDeletedSerializer},
     )
     def delete(self, request: Request, slug: str) -> JsonResponse:
-        agent_delete(agent=self._agent(request, slug))
+        agent_delete(agent=access_agent(request.user, slug))
         return JsonResponse(AgentDeletedSerializer({"id": slug}).data)

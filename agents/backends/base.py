@@ -16,6 +16,9 @@ from typing import Any, Protocol
 
 from rest_framework import serializers
 
+from agents.egress import EgressRefused, check_url
+from agents.secrets import is_sealed, seal
+
 
 @dataclass(frozen=True)
 class AgentCall:
@@ -89,9 +92,6 @@ def validated_config_with_secret(
     """Validate a configuration that holds one write-only secret and one outbound URL: the
     secret is stored sealed; an update that leaves it out (or sends back what public_config
     showed) keeps the stored one; the URL must pass the egress guard."""
-    from agents.egress import EgressRefused, check_url
-    from agents.secrets import is_sealed, seal
-
     if not isinstance(config, dict):
         raise serializers.ValidationError("Expected a JSON object.")
     config = {key: value for key, value in config.items() if key != f"{write_only_field}_set"}

@@ -26,7 +26,8 @@ from agents.api.serializers import READ_ONLY_NAMES
 from agents.backends import BACKENDS
 from config.openapi.parts import LINKS
 from sessions.api.chat_serializers import PART_TYPES_BY_ROLE
-from sessions.api.session_serializers import _METADATA_KEY_LENGTH, _METADATA_MAX_KEYS
+from sessions.api.fields import METADATA_KEY_LENGTH as _METADATA_KEY_LENGTH
+from sessions.api.fields import METADATA_MAX_KEYS as _METADATA_MAX_KEYS
 
 BEARER = "bearerAuth"
 
@@ -57,6 +58,8 @@ def _documented(pattern: URLPattern | URLResolver, views: dict[Any, Any]) -> URL
 @functools.cache
 def route_names() -> dict[str, str]:
     """OpenAPI path ("/v1/sessions/{session_id}") -> URL name, for every route."""
+    from config import urls  # config.urls imports this module
+
     enumerator = EndpointEnumerator(patterns=[])
     names: dict[str, str] = {}
 
@@ -66,7 +69,8 @@ def route_names() -> dict[str, str]:
             if isinstance(pattern, URLResolver):
                 walk(pattern.url_patterns, regex)
             elif pattern.name:
-                names.setdefault(enumerator.get_path_from_regex(regex), pattern.name)
+                name = urls.URL_NAME_ALIASES.get(pattern.name, pattern.name)  # an alias is its endpoint
+                names.setdefault(enumerator.get_path_from_regex(regex), name)
 
     walk(documented_urlpatterns(), "")
     return names
@@ -342,7 +346,7 @@ class ErrorObjectFieldSchema(OpenApiSerializerFieldExtension):
 class MetadataFieldSchema(OpenApiSerializerFieldExtension):
     """A session's metadata: its key limits are on the keys, which only JSON Schema can describe."""
 
-    target_class = "sessions.api.session_serializers.MetadataField"
+    target_class = "sessions.api.fields.MetadataField"
 
     def map_serializer_field(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
         schema = auto_schema._map_serializer_field(self.target, direction, bypass_extensions=True)

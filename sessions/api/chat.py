@@ -11,8 +11,9 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from accounts.authentication import Principal, authenticate_bearer
+from accounts.authentication import authenticate_bearer
 from accounts.permissions import require_permission
+from accounts.principal import Principal
 from config.db import db_call
 from config.errors import (
     ApiError,
@@ -25,12 +26,12 @@ from config.errors import (
 from config.inputs import ascii_int, json_body_parse
 from config.offload import off_loop
 from sessions.api.chat_serializers import ChatRequest, parse_chat_request
-from sessions.api.sessions import _turn_or_404
 from sessions.api.shapes import chat_completion
 from sessions.api.sse import sse_stream
 from sessions.errors import turn_error
 from sessions.events import wait_for_turn
 from sessions.models import Session, Turn
+from sessions.selectors import access_turn
 from sessions.submission import turn_submit
 
 
@@ -184,7 +185,7 @@ async def turn_events(request: HttpRequest, turn_id: str) -> HttpResponse:
         raise MethodNotAllowed(f"Method {request.method} is not allowed; use GET.", headers={"Allow": "GET"})
     principal = await db_call(authenticate_bearer, request)
     require_permission(request, principal)
-    turn = await db_call(_turn_or_404, principal.organization, turn_id)
+    turn = await db_call(access_turn, principal, turn_id)
     last_event_id = ascii_int(request.headers.get("Last-Event-ID", "0").strip() or "0")
     if last_event_id is None:
         raise InvalidRequest("Last-Event-ID must be the id of an event of this turn.", param="Last-Event-ID")

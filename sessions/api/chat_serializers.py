@@ -14,6 +14,7 @@ from rest_framework import serializers
 
 from config.errors import InvalidRequest, validation_error
 from sessions.api.fields import (
+    ChatMetadataField,
     JsonObjectField,
     OneOfField,
     StrictBooleanField,
@@ -352,11 +353,7 @@ class ChatCompletionRequestSerializer(serializers.Serializer):
         allow_blank=True,
         help_text="The end user; sessions can be listed by it.",
     )
-    metadata = _optional(
-        StrictDictField,
-        child=StrictCharField(max_length=512, allow_blank=True),
-        help_text="Up to 16 string values.",
-    )
+    metadata = _optional(ChatMetadataField, help_text="Up to 16 string values.")
     functions = _nullable_list(
         FunctionDefinitionSerializer(), max_length=MAX_TOOLS, help_text="Deprecated: read as `tools`."
     )
@@ -415,13 +412,6 @@ class ChatCompletionRequestSerializer(serializers.Serializer):
         for token in value or {}:
             if not TOKEN_ID.fullmatch(token):
                 raise serializers.ValidationError({token: ["Keys must be token ids (integers)."]})
-        return value
-
-    def validate_metadata(self, value: dict | None) -> dict | None:
-        if value and len(value) > 16:
-            raise serializers.ValidationError("At most 16 keys.")
-        if value and any(len(key) > 64 for key in value):
-            raise serializers.ValidationError("Keys are at most 64 characters.")
         return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:

@@ -98,3 +98,39 @@ class OneOfField(serializers.Field):
 
     def to_representation(self, value: Any) -> Any:
         return value
+
+
+# OpenAI's metadata rules, for every body and filter that holds metadata.
+METADATA_MAX_KEYS = 16
+METADATA_KEY_LENGTH = 64
+METADATA_VALUE_LENGTH = 512
+
+
+class MetadataField(StrictDictField):
+    """OpenAI's metadata: at most 16 keys of 1 to 64 characters, string values of at most 512."""
+
+    min_key_length = 1
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(child=StrictCharField(max_length=METADATA_VALUE_LENGTH, allow_blank=True), **kwargs)
+
+    def to_internal_value(self, data: Any) -> dict[str, str]:
+        value = super().to_internal_value(data)
+        if len(value) > METADATA_MAX_KEYS:
+            raise serializers.ValidationError(f"At most {METADATA_MAX_KEYS} keys.")
+        for key in value:
+            if not self.min_key_length <= len(key) <= METADATA_KEY_LENGTH:
+                raise serializers.ValidationError(self._key_length_message())
+        return dict(value)
+
+    def _key_length_message(self) -> str:
+        if self.min_key_length == 0:
+            return f"Keys are at most {METADATA_KEY_LENGTH} characters."
+        return f"Keys are {self.min_key_length} to {METADATA_KEY_LENGTH} characters."
+
+
+class ChatMetadataField(MetadataField):
+    """The chat request's metadata: the same rules, but an empty key passes, as it always has
+    there. (A subclass, so that the schema's MetadataField extension leaves it as it was.)"""
+
+    min_key_length = 0

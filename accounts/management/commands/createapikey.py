@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandParser
 
-from accounts.services import api_key_create, organization_get_or_create
+from accounts.services.keys import api_key_create
+from accounts.services.organizations import organization_get_or_create
 
 
 class Command(BaseCommand):

@@ -4,7 +4,8 @@ import secrets
 from django.core.management.base import BaseCommand, CommandParser
 
 from accounts.models import Membership, Organization, User
-from accounts.services import api_key_replace, organization_create
+from accounts.services.keys import api_key_replace
+from accounts.services.organizations import organization_create
 
 DEMO_SLUG = "demo"
 # The demo organization's keys of this name are the demo key: each run revokes the earlier ones.

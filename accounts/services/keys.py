@@ -1,4 +1,5 @@
-"""Writes for tenancy and API keys."""
+"""Writes for API keys: minting, authenticating and revoking them, and keeping a key within what
+its maker may do (at its making, and later when the maker's role changes)."""
 
 from __future__ import annotations
 
@@ -8,19 +9,15 @@ import secrets
 import string
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
-from django.utils.text import slugify
 
-from accounts.models import ALL_SCOPES, ApiKey, AuditEvent, AutomationSettings, Membership, Organization, User
+from accounts.models import ALL_SCOPES, ApiKey, Membership, Organization, User
 from accounts.permissions import ROLE_PERMISSIONS, grantable_scopes
-from agents.services import agent_create_defaults
-from config.errors import Conflict, InvalidRequest, PermissionDenied
-
-if TYPE_CHECKING:
-    from accounts.authentication import Principal
+from accounts.principal import Principal
+from accounts.services.audit import audit_record
+from config.errors import InvalidRequest, PermissionDenied
 
 # Secret scanners look for this; it also tells a Parley key from an upstream provider's.
 API_KEY_MARKER = "sk-parley-"
@@ -35,39 +32,6 @@ _LAST_USED_RESOLUTION_SECONDS = 60
 class IssuedApiKey:
     api_key: ApiKey
     secret: str  # the only time the full key exists outside the caller's hands
-
-
-def organization_create(*, slug: str, name: str = "", owner: User | None = None) -> Organization:
-    """Create a tenant with everything a tenant starts with: automation settings and the
-    built-in `echo` agent."""
-    with transaction.atomic():
-        organization = Organization.objects.create(slug=slug, name=name or slug)
-        AutomationSettings.objects.create(organization=organization)
-        agent_create_defaults(organization=organization)
-        if owner is not None:
-            Membership.objects.create(user=owner, organization=organization, role=Membership.Role.OWNER)
-    return organization
-
-
-def personal_organization_create(*, user: User) -> Organization:
-    """The organization a user gets on first sign-in (an OAuth/OIDC login): they own it and it
-    becomes their default. Call inside the transaction that creates the user."""
-    base = slugify(user.username)[:48].strip("-") or "user"
-    slug = f"{base}-{secrets.token_hex(3)}"
-    while Organization.objects.filter(slug=slug).exists():
-        slug = f"{base}-{secrets.token_hex(3)}"
-    display = user.get_full_name() or user.username
-    organization = organization_create(slug=slug, name=f"{display}'s organization", owner=user)
-    User.objects.filter(pk=user.pk).update(default_organization=organization)
-    user.default_organization = organization
-    return organization
-
-
-def organization_get_or_create(*, slug: str) -> tuple[Organization, bool]:
-    existing = Organization.objects.filter(slug=slug).first()
-    if existing is not None:
-        return existing, False
-    return organization_create(slug=slug), True
 
 
 def _random(length: int) -> str:
@@ -127,11 +91,11 @@ def api_key_revoke(*, api_key: ApiKey, actor: Principal | None = None) -> ApiKey
             revoked_at=timezone.now()
         )
         if revoked:
-            _audit(
+            audit_record(
                 organization_id=api_key.organization_id,
                 actor=actor,
                 action="api_key.revoked",
-                target=_key_target(api_key),
+                target=api_key_audit_target(api_key),
                 data={"name": api_key.name, "prefix": api_key.prefix, "last_four": api_key.last_four},
             )
     api_key.refresh_from_db()
@@ -162,22 +126,8 @@ def api_key_authenticate(*, raw_key: str) -> ApiKey | None:
 KEY_LIMIT_NAMES = ("requests_per_minute", "tokens_per_day", "concurrent_turns")
 
 
-def _key_target(api_key: ApiKey) -> str:
+def api_key_audit_target(api_key: ApiKey) -> str:
     return f"api_key:{api_key.pk}"
-
-
-def _audit(
-    *, organization_id: int, actor: Principal | None, action: str, target: str, data: dict[str, Any]
-) -> AuditEvent:
-    """Record who did what. Callers pass only public facts: never a key's secret or hash."""
-    return AuditEvent.objects.create(
-        organization_id=organization_id,
-        actor_user=actor.user if actor is not None else None,
-        actor_api_key=actor.api_key if actor is not None else None,
-        action=action,
-        target=target,
-        data=data,
-    )
 
 
 def _acting_user(principal: Principal) -> User | None:
@@ -267,11 +217,11 @@ def api_key_issue(
             **limits,
         )
         api_key = issued.api_key
-        _audit(
+        audit_record(
             organization_id=principal.organization.pk,
             actor=principal,
             action="api_key.created",
-            target=_key_target(api_key),
+            target=api_key_audit_target(api_key),
             data={
                 "name": api_key.name,
                 "prefix": api_key.prefix,
@@ -284,25 +234,7 @@ def api_key_issue(
     return issued
 
 
-# --- members: owners manage them; an organization always keeps an owner ------------------------
-
-
-def _lock_organization(organization: Organization) -> None:
-    # Membership changes of one organization queue here, so that two owners demoting each
-    # other at once cannot leave it with none.
-    Organization.objects.select_for_update().filter(pk=organization.pk).first()
-
-
-def _owner_count(organization: Organization) -> int:
-    return Membership.objects.filter(organization=organization, role=Membership.Role.OWNER).count()
-
-
-def _refuse_losing_the_last_owner(membership: Membership) -> None:
-    if membership.role == Membership.Role.OWNER and _owner_count(membership.organization) <= 1:
-        raise Conflict("An organization needs an owner: make someone else an owner first.", code="last_owner")
-
-
-def _api_keys_cap_to_role(*, membership: Membership, role: str | None, actor: Principal | None) -> None:
+def api_keys_cap_to_role(*, membership: Membership, role: str | None, actor: Principal | None) -> None:
     """Keep the keys a person made within what they may do now: scopes beyond their new role
     are taken away, and a key left with none (or a person who left) is revoked."""
     allowed = ROLE_PERMISSIONS.get(role or "", frozenset())
@@ -317,84 +249,10 @@ def _api_keys_cap_to_role(*, membership: Membership, role: str | None, actor: Pr
             api_key_revoke(api_key=api_key, actor=actor)
             continue
         ApiKey.objects.filter(pk=api_key.pk).update(scopes=kept)
-        _audit(
+        audit_record(
             organization_id=membership.organization_id,
             actor=actor,
             action="api_key.scopes_reduced",
-            target=_key_target(api_key),
+            target=api_key_audit_target(api_key),
             data={"name": api_key.name, "prefix": api_key.prefix, "scopes": kept},
-        )
-
-
-def membership_add(
-    *, organization: Organization, user: User, role: str, actor: Principal | None = None
-) -> Membership:
-    """Add an existing user to the organization. A user with no default organization gets this
-    one. Conflict when they are a member already."""
-    try:
-        with transaction.atomic():
-            membership = Membership.objects.create(user=user, organization=organization, role=role)
-            if user.default_organization_id is None:
-                User.objects.filter(pk=user.pk, default_organization__isnull=True).update(
-                    default_organization=organization
-                )
-            _audit(
-                organization_id=organization.pk,
-                actor=actor,
-                action="member.added",
-                target=f"user:{user.pk}",
-                data={"username": user.username, "role": role},
-            )
-    except IntegrityError:
-        raise Conflict(f"'{user.username}' is already a member.", code="member_exists") from None
-    return membership
-
-
-def membership_change_role(
-    *, membership: Membership, role: str, actor: Principal | None = None
-) -> Membership:
-    """Change a member's role; Conflict when that would leave the organization without an owner."""
-    with transaction.atomic():
-        _lock_organization(membership.organization)
-        membership = Membership.objects.select_related("user", "organization").get(pk=membership.pk)
-        previous = membership.role
-        if previous == role:
-            return membership
-        if role != Membership.Role.OWNER:
-            _refuse_losing_the_last_owner(membership)
-        Membership.objects.filter(pk=membership.pk).update(role=role)
-        membership.role = role
-        _audit(
-            organization_id=membership.organization_id,
-            actor=actor,
-            action="member.role_changed",
-            target=f"user:{membership.user_id}",
-            data={"username": membership.user.username, "from": previous, "to": role},
-        )
-        _api_keys_cap_to_role(membership=membership, role=role, actor=actor)
-    return membership
-
-
-def membership_remove(*, membership: Membership, actor: Principal | None = None) -> None:
-    """Remove a member and revoke the keys they made here; Conflict for the last owner."""
-    with transaction.atomic():
-        _lock_organization(membership.organization)
-        membership = Membership.objects.select_related("user", "organization").get(pk=membership.pk)
-        _refuse_losing_the_last_owner(membership)
-        _api_keys_cap_to_role(membership=membership, role=None, actor=actor)
-        membership.delete()
-        user = membership.user
-        if user.default_organization_id == membership.organization_id:
-            other = (
-                Membership.objects.filter(user=user)
-                .order_by("created")
-                .values_list("organization_id", flat=True)
-            ).first()
-            User.objects.filter(pk=user.pk).update(default_organization_id=other)
-        _audit(
-            organization_id=membership.organization_id,
-            actor=actor,
-            action="member.removed",
-            target=f"user:{user.pk}",
-            data={"username": user.username, "role": membership.role},
         )

@@ -1,22 +1,9 @@
-"""The one way Parley reaches the network: upstream models (through the `openai` SDK), customer
-webhooks and HTTP tools all use a client from `outbound_client`.
-
-Every connection such a client opens is vetted when it is opened, not when the URL is read: the
-host is resolved once, every address it resolves to must be public (or admitted by the operator's
-`PARLEY_EGRESS_ALLOW`), and the TCP connection goes to one of exactly those addresses, so a DNS
-answer that changes between the check and the connection (DNS rebinding) gains nothing. TLS still
-verifies the certificate against the host name, and the Host header still carries it. Because the
-check sits at the connection, every redirect hop is checked the same way.
-
-A refusal raises `EgressRefused` (an `ApiError`, 400) from the client call itself: httpx2 passes
-exceptions of its transport through unwrapped when they are not its own, and so does the `openai`
-SDK (it wraps only httpx2's `RequestError`s), so callers catch `EgressRefused` directly, and the
-SDK does not retry a refusal.
-
-Only the http and https schemes are called, and never a URL with credentials in it
-(`user:password@host`). Public addresses are called on the ports of
-`PARLEY_EGRESS_PORTS`; hosts and ranges of `PARLEY_EGRESS_ALLOW` on any port.
-"""
+"""Which outbound calls Parley makes: the address policy. Addresses that are not public are
+refused (each range with its reason), unless the operator's PARLEY_EGRESS_ALLOW admits the host
+or range; public addresses are called on the ports of PARLEY_EGRESS_PORTS only; URLs are http or
+https without credentials. `vet_host` resolves a host once and answers the addresses a connection
+may use (transport.py connects to exactly those); `check_url` vets a URL when configuration is
+saved."""
 
 from __future__ import annotations
 
@@ -26,11 +13,8 @@ import logging
 import re
 import socket
 import threading
-import time
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import httpcore2
@@ -38,10 +22,10 @@ import httpx2
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from agents.bounds import BoundedStream, check_connect
 from config.errors import ApiError
 
-logger = logging.getLogger(__name__)
+# One logger for all of egress, policy and transport alike: operators filter on its name.
+logger = logging.getLogger("agents.egress")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -191,7 +175,7 @@ def _parse_allow_list(entries: tuple[str, ...]) -> _AllowList:
 # --- vetting a host -----------------------------------------------------------------------------
 
 
-class _Unresolvable(Exception):
+class Unresolvable(Exception):
     pass
 
 
@@ -268,34 +252,34 @@ def _resolve(host: str, port: int, timeout: float | None) -> list[IPAddress]:
         if thread.is_alive():
             raise httpcore2.ConnectTimeout(f"Resolving {host} took longer than {timeout:g} s.")
     if "error" in outcome:
-        raise _Unresolvable(str(outcome["error"]))
+        raise Unresolvable(str(outcome["error"]))
     addresses: list[IPAddress] = []
     for _family, _type, _proto, _canonical, sockaddr in outcome["infos"]:
         address = ipaddress.ip_address(sockaddr[0])
         if address not in addresses:
             addresses.append(address)
     if not addresses:
-        raise _Unresolvable("no addresses")
+        raise Unresolvable("no addresses")
     return addresses
 
 
-def _refuse(message: str) -> EgressRefused:
+def refuse(message: str) -> EgressRefused:
     logger.warning("Egress refused: %s", message)
     return EgressRefused(message)
 
 
 def _port_refusal(host: str, port: int) -> EgressRefused:
     ports = ", ".join(str(allowed) for allowed in settings.PARLEY_EGRESS_PORTS) or "none"
-    return _refuse(
+    return refuse(
         f"Refusing to connect to {host} on port {port}: only ports {ports} are allowed "
         "(PARLEY_EGRESS_PORTS); hosts in PARLEY_EGRESS_ALLOW may use any port."
     )
 
 
-def _vet(host: str, port: int, *, timeout: float | None) -> list[IPAddress]:
+def vet_host(host: str, port: int, *, timeout: float | None) -> list[IPAddress]:
     """The addresses that a connection to host:port may use, every one of them allowed.
 
-    Raises EgressRefused, `_Unresolvable` when the name has no address, or httpcore2's
+    Raises EgressRefused, `Unresolvable` when the name has no address, or httpcore2's
     ConnectTimeout when the lookup outlasts `timeout`."""
     name = _normal_name(host)
     shown = _shown(name)
@@ -311,9 +295,9 @@ def _vet(host: str, port: int, *, timeout: float | None) -> list[IPAddress]:
     else:
         try:
             addresses = _resolve(host, port, timeout)
-        except _Unresolvable:
+        except Unresolvable:
             if _is_localhost_name(name):
-                raise _refuse(
+                raise refuse(
                     f"Refusing to connect to {shown}: it is a loopback name; {ALLOW_HINT}."
                 ) from None
             if not port_allowed:
@@ -325,18 +309,18 @@ def _vet(host: str, port: int, *, timeout: float | None) -> list[IPAddress]:
         reason = refusal_reason(address)
         if reason is not None:
             subject = "it is" if literal is not None else f"it resolves to {address},"
-            raise _refuse(f"Refusing to connect to {shown}: {subject} {reason}; {ALLOW_HINT}.")
+            raise refuse(f"Refusing to connect to {shown}: {subject} {reason}; {ALLOW_HINT}.")
         if not port_allowed:
             raise _port_refusal(shown, port)
     return addresses
 
 
-def _check_credentials(url: httpx2.URL) -> None:
+def check_credentials(url: httpx2.URL) -> None:
     """A URL may not carry credentials (`user:password@host`): they would be sent to the host,
     shown wherever the URL is (agents' public configuration, logs), and stored in clear."""
     if url.userinfo:
         host = _shown(_normal_name(url.raw_host.decode("ascii"))) or "the host"
-        raise _refuse(
+        raise refuse(
             f"Refusing a URL with credentials in it (user:password@{host}): give secrets in the "
             "settings made for them (api_key, secret), never in a URL."
         )
@@ -352,164 +336,22 @@ def check_url(url: str) -> None:
     try:
         parsed = httpx2.URL(url)
     except (httpx2.InvalidURL, TypeError) as exc:
-        raise _refuse(f"Refusing an invalid URL: {exc}") from None
+        raise refuse(f"Refusing an invalid URL: {exc}") from None
     scheme = parsed.scheme
     if scheme not in ALLOWED_SCHEMES:
         shown = f"'{scheme}'" if scheme else "no scheme"
-        raise _refuse(f"Refusing a URL with {shown}: only http and https URLs can be called.")
-    _check_credentials(parsed)
+        raise refuse(f"Refusing a URL with {shown}: only http and https URLs can be called.")
+    check_credentials(parsed)
     host = parsed.raw_host.decode("ascii")
     if not host:
-        raise _refuse("Refusing a URL without a host.")
+        raise refuse("Refusing a URL without a host.")
     name = _normal_name(host)
     if _literal_address(name) is None and (legacy := _legacy_ipv4(name)) is not None:
         reason = refusal_reason(legacy)
         about = f"{legacy}, {reason}" if reason else str(legacy)
-        raise _refuse(
+        raise refuse(
             f"Refusing to connect to {name}: it is a non-standard way of writing the address {about}; "
             "write addresses as four decimal numbers (a.b.c.d)."
         )
-    with contextlib.suppress(_Unresolvable, httpcore2.ConnectTimeout):
-        _vet(host, parsed.port or DEFAULT_PORTS[scheme], timeout=5.0)
-
-
-# --- the client ---------------------------------------------------------------------------------
-
-
-class _VettingBackend(httpcore2.NetworkBackend):
-    """httpcore2's own sync backend, connecting only to vetted addresses, with connections that
-    honour the calling thread's `outbound_bounds` (agents.bounds)."""
-
-    def __init__(self) -> None:
-        self._sockets = httpcore2.SyncBackend()
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore2.NetworkStream:
-        timeout = check_connect(timeout)  # within the caller's outbound_bounds, if any
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            addresses = _vet(host, port, timeout=timeout)
-        except _Unresolvable as exc:
-            raise httpcore2.ConnectError(f"Could not resolve {host}: {exc}") from None
-        failure: Exception | None = None
-        for address in addresses:
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise httpcore2.ConnectTimeout(f"Connecting to {host} took longer than {timeout:g} s.")
-            try:
-                stream = self._sockets.connect_tcp(
-                    str(address),
-                    port,
-                    timeout=remaining,
-                    local_address=local_address,
-                    socket_options=socket_options,
-                )
-                return BoundedStream(stream)
-            except (httpcore2.ConnectError, httpcore2.ConnectTimeout) as exc:
-                failure = exc
-        assert failure is not None
-        raise failure
-
-
-class _VettingTransport(httpx2.HTTPTransport):
-    """httpx2's transport over a connection pool whose connections are vetted."""
-
-    def __init__(self) -> None:
-        # Not super().__init__(): that builds a pool of unvetted connections. HTTPTransport's
-        # methods use only self._pool. SSL_CERT_FILE/SSL_CERT_DIR are honoured.
-        self._pool = httpcore2.ConnectionPool(
-            ssl_context=httpx2.create_ssl_context(verify=True, trust_env=True),
-            max_connections=100,
-            max_keepalive_connections=20,
-            keepalive_expiry=5.0,
-            http1=True,
-            http2=False,
-            network_backend=_VettingBackend(),
-        )
-
-    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
-        # Here, not only in check_url: redirects come through here too.
-        if request.url.scheme not in ALLOWED_SCHEMES:
-            raise _refuse(
-                f"Refusing a URL with '{request.url.scheme}': only http and https URLs can be called."
-            )
-        _check_credentials(request.url)
-        return super().handle_request(request)
-
-
-class OutboundClient(httpx2.Client):
-    def build_request(self, method: str, url: httpx2.URL | str, **kwargs: Any) -> httpx2.Request:
-        try:
-            return super().build_request(method, url, **kwargs)
-        except httpx2.InvalidURL as exc:
-            raise _refuse(f"Refusing an invalid URL: {exc}") from None
-
-
-def outbound_client(*, timeout: float, follow_redirects: bool = False) -> httpx2.Client:
-    """An httpx2 client for calling the outside world (pass it as the `openai` SDK's
-    `http_client`). Every connection it opens is vetted (see the module docstring); a refusal
-    raises EgressRefused from the call. `timeout` bounds connecting (name lookup included), each
-    read, each write and the wait for a pooled connection. Redirects are not followed unless
-    asked, and then at most MAX_REDIRECTS hops, each vetted. Safe to share between threads; it
-    keeps no cookies, so sharing it never carries one caller's cookies to another's request.
-    Proxies and .netrc from the environment are ignored (a proxy would hide the destination)."""
-    return OutboundClient(
-        transport=_VettingTransport(),
-        timeout=httpx2.Timeout(timeout),
-        follow_redirects=follow_redirects,
-        max_redirects=MAX_REDIRECTS,
-        trust_env=False,
-        cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
-    )
-
-
-def read_capped(response: httpx2.Response, *, max_bytes: int, max_seconds: float | None = None) -> bytes:
-    """The (decoded) body of a streamed response, refused with EgressRefused
-    (code "response_too_large") as soon as it passes `max_bytes`; the response is then closed.
-    With `max_seconds`, a body still arriving after that long raises httpx2.ReadTimeout (the
-    client's timeout bounds each read, not a slow drip)."""
-    started = time.monotonic()
-    body = bytearray()
-    for chunk in iter_capped(response, max_bytes=max_bytes):
-        body += chunk
-        if max_seconds is not None and time.monotonic() - started > max_seconds:
-            response.close()
-            raise httpx2.ReadTimeout(
-                f"The response took longer than {max_seconds:g} s to arrive.", request=response.request
-            )
-    return bytes(body)
-
-
-def iter_capped(response: httpx2.Response, *, max_bytes: int) -> Iterator[bytes]:
-    """The (decoded) body of a streamed response as it arrives, refused with EgressRefused
-    (code "response_too_large") as soon as it passes `max_bytes`; the response is then closed."""
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes and "content-encoding" not in response.headers:
-        response.close()
-        raise _too_large(response, max_bytes)
-    received = 0
-    for chunk in _body_chunks(response):
-        received += len(chunk)
-        if received > max_bytes:
-            response.close()
-            raise _too_large(response, max_bytes)
-        yield chunk
-
-
-def _body_chunks(response: httpx2.Response) -> Iterator[bytes]:
-    try:
-        yield response.content  # already read (a client call without stream=True)
-    except httpx2.ResponseNotRead:
-        yield from response.iter_bytes()
-
-
-def _too_large(response: httpx2.Response, max_bytes: int) -> EgressRefused:
-    message = f"The response from {response.request.url.host} is larger than {max_bytes} bytes."
-    logger.warning("Egress refused: %s", message)
-    return EgressRefused(message, code="response_too_large")
+    with contextlib.suppress(Unresolvable, httpcore2.ConnectTimeout):
+        vet_host(host, parsed.port or DEFAULT_PORTS[scheme], timeout=5.0)
