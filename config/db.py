@@ -81,26 +81,16 @@ def _run_and_release(func: Callable[..., T], args: tuple, kwargs: dict) -> T:
 
 
 async def db_call(func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-    probe = _availability.enter()
-    reached = None
-    try:
-        result = await sync_to_async(_run_and_release, thread_sensitive=False, executor=_executor())(
+    with database_guard():
+        return await sync_to_async(_run_and_release, thread_sensitive=False, executor=_executor())(
             func, args, kwargs
         )
-    except DATABASE_UNAVAILABLE_ERRORS as exc:
-        reached = False
-        raise database_unavailable() from exc
-    else:
-        reached = True
-    finally:
-        _availability.leave(probe, reached=reached)
-    return result
 
 
 @contextmanager
 def database_guard() -> Iterator[None]:
-    """db_call's rule for sync code that reaches the database from its request's own thread (the
-    sign-in and token views): while the database is known to be unreachable it is answered
+    """The rule of db_call, and of sync code that reaches the database from its request's own thread
+    (the sign-in and token views): while the database is known to be unreachable it is answered
     database_unavailable at once, but for one call at a time that tries again; a database that
     cannot be reached is database_unavailable too."""
     probe = _availability.enter()

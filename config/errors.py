@@ -8,6 +8,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
@@ -215,8 +216,6 @@ def api_error_for(exc: Exception) -> ApiError | None:
         logger.warning("The database is unavailable: %s", exc.__class__.__name__)
         return database_unavailable()
     if isinstance(exc, RequestDataTooBig):
-        from django.conf import settings
-
         return body_too_large(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
     if isinstance(exc, Http404 | drf_exceptions.NotFound):
         return NotFound("Not found.")

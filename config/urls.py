@@ -22,12 +22,6 @@ from sessions.api.sessions import (
 )
 from sessions.api.usage import UsageView
 
-# Routes that serve another route's endpoint under another path: URL name -> the endpoint's name.
-URL_NAME_ALIASES = {
-    "chat-completions-api-v1": "chat-completions",
-    "chat-completions-api-ai": "chat-completions",
-}
-
 # Every id in a path is an <id:…>: text no id can hold (a NUL, a space) is a 404 here, before any view.
 register_converter(PathIdConverter, "id")
 
@@ -47,8 +41,8 @@ urlpatterns = [
     path("v1/openapi.json", SchemaView.as_view(), name="openapi-schema"),
     path("v1/docs", DocsView.as_view(), name="docs"),
     path("v1/chat/completions", chat_completions, name="chat-completions"),
-    # The same endpoint where other platforms' clients call it: each route its own name, each
-    # name an alias of the first (URL_NAME_ALIASES).
+    # The same endpoint where other platforms' clients call it: each route its own name; the
+    # schema documents them as aliases of the first (the same view).
     path("api/v1/chat/completions", chat_completions, name="chat-completions-api-v1"),
     path("api/ai/chat/completions", chat_completions, name="chat-completions-api-ai"),
     path("v1/models", ModelListView.as_view(), name="models"),

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from agents.tools.signing import verify
+from agents.signing import verify
 
 # How long an answer that never ends (a fake's "trickle" behaviours) is held open at most.
 HOLD_SECONDS = 60

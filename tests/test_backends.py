@@ -16,7 +16,7 @@ from django.conf import settings
 from agents.backends import backend_for
 from agents.models import Agent
 from agents.secrets import seal
-from agents.tools.signing import verify
+from agents.signing import verify
 from sessions.models import Message, Turn
 from tests.fakes import WEBHOOK_SECRET
 from tests.sse import post_stream

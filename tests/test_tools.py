@@ -18,6 +18,7 @@ from django.test import override_settings
 from rest_framework import serializers
 
 from agents import secrets
+from agents.signing import SIGNATURE_HEADER, sign, verify
 from agents.tools import (
     BUILTIN,
     ToolContext,
@@ -28,7 +29,6 @@ from agents.tools import (
     validate_tools_config,
 )
 from agents.tools.calculator import evaluate, format_number
-from agents.tools.signing import SIGNATURE_HEADER, sign, verify
 from config.errors import validation_error
 
 CONTEXT = ToolContext(organization="acme", agent="support", session_id="sess_1", turn_id="turn_1")

@@ -36,8 +36,8 @@ from agents.backends.base import (
 from agents.bounds import outbound_bounds
 from agents.egress import iter_capped, outbound_client, read_capped
 from agents.secrets import unseal
+from agents.signing import sign
 from agents.tokens import approx_prompt_tokens, approx_tokens
-from agents.tools.signing import sign
 from config.errors import ApiError, GatewayTimeout, UpstreamError
 
 logger = logging.getLogger(__name__)

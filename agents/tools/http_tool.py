@@ -8,7 +8,7 @@ Each call is POSTed as JSON:
 
     {"tool": name, "arguments": {...}, "context": {"organization", "agent", "session_id", "turn_id"}}
 
-signed with the `Parley-Signature` header (agents.tools.signing). The endpoint answers 2xx with
+signed with the `Parley-Signature` header (agents.signing). The endpoint answers 2xx with
 JSON — its `content` string is what the model reads, or else the whole JSON text — or with plain
 text, read as is; any other status is told to the model as an error. Answers are capped at
 256 KiB."""
@@ -23,10 +23,10 @@ from rest_framework import serializers
 
 from agents import egress, secrets
 from agents.backends.base import validated_config
+from agents.signing import SIGNATURE_HEADER, sign
 from agents.tools import outbound
 from agents.tools.base import ToolContext, ToolError, function_definition, tool_name_field
 from agents.tools.schema_validation import schema_pattern_problem
-from agents.tools.signing import SIGNATURE_HEADER, sign
 
 DEFAULT_TIMEOUT = 10.0
 MAX_TIMEOUT = 30.0

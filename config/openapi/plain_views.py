@@ -1,7 +1,7 @@
 """The documentation-only views that stand for the plain async views in the schema: chat
 completions (OpenAI's and NLX's routes) and a turn's event stream hold no thread while a turn
 runs, and the health checks are plain Django views, so drf-spectacular cannot read them. Each
-view here is swapped in for the generator only (schema.documented_urlpatterns), never for traffic;
+view here is swapped in for the generator only (generator.documented_urlpatterns), never for traffic;
 its `@extend_schema` says what the plain view takes and answers."""
 
 from __future__ import annotations

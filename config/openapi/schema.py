@@ -1,8 +1,8 @@
-"""How the schema is generated. drf-spectacular reads DRF views only, and the chat completions and
-turn event streams are plain async Django views (they hold no thread while a turn runs). So the
-schema is generated from the real urlpatterns with those callbacks swapped for documentation-only
-DRF views at the same paths (plain_views.py); the swap exists only for the generator, never for
-traffic. What each endpoint takes and answers is the `@extend_schema` on its view."""
+"""How each operation and field is described: the AutoSchema and the extensions for Parley's own
+fields. drf-spectacular reads DRF views only, and the chat completions and turn event streams are
+plain async Django views (they hold no thread while a turn runs), so the generator (generator.py)
+reads the real urlpatterns with those callbacks swapped for documentation-only DRF views at the
+same paths (plain_views.py). What each endpoint takes and answers is the `@extend_schema` on its view."""
 
 from __future__ import annotations
 
@@ -12,17 +12,17 @@ import re
 from typing import Any
 
 from django.conf import settings
-from django.urls import URLPattern, URLResolver
+from django.urls import URLResolver, get_resolver
 from drf_spectacular.extensions import (
     OpenApiAuthenticationExtension,
     OpenApiSerializerExtension,
     OpenApiSerializerFieldExtension,
 )
-from drf_spectacular.generators import EndpointEnumerator, SchemaGenerator
+from drf_spectacular.generators import EndpointEnumerator
 from drf_spectacular.openapi import AutoSchema
 from rest_framework import serializers
 
-from agents.api.serializers import READ_ONLY_NAMES
+from agents.api.serializers import READ_ONLY_NAMES, DefaultParamsSerializer
 from agents.backends import BACKENDS
 from config.openapi.parts import LINKS
 from sessions.api.chat_serializers import PART_TYPES_BY_ROLE
@@ -32,36 +32,13 @@ from sessions.api.fields import METADATA_MAX_KEYS as _METADATA_MAX_KEYS
 BEARER = "bearerAuth"
 
 
-def documented_urlpatterns() -> list[URLPattern | URLResolver]:
-    """The project's urlpatterns with the plain views swapped for their documentation views."""
-    from config import urls  # config.urls imports this module
-    from config.openapi.plain_views import DOCUMENTATION_VIEWS  # imports the views, which import this
-
-    return [_documented(pattern, DOCUMENTATION_VIEWS) for pattern in urls.urlpatterns]
-
-
-def _documented(pattern: URLPattern | URLResolver, views: dict[Any, Any]) -> URLPattern | URLResolver:
-    if isinstance(pattern, URLResolver):
-        return URLResolver(
-            pattern.pattern,
-            [_documented(child, views) for child in pattern.url_patterns],
-            pattern.default_kwargs,
-            pattern.app_name,
-            pattern.namespace,
-        )
-    view = views.get(pattern.callback)
-    if view is None:
-        return pattern
-    return URLPattern(pattern.pattern, view.as_view(), pattern.default_args, pattern.name)
-
-
 @functools.cache
 def route_names() -> dict[str, str]:
-    """OpenAPI path ("/v1/sessions/{session_id}") -> URL name, for every route."""
-    from config import urls  # config.urls imports this module
-
+    """OpenAPI path ("/v1/sessions/{session_id}") -> URL name, for every route. A route whose view
+    an earlier route already serves (/api/v1/chat/completions…) is an alias: it takes that name."""
     enumerator = EndpointEnumerator(patterns=[])
     names: dict[str, str] = {}
+    endpoint_names: dict[Any, str] = {}
 
     def walk(patterns: list, prefix: str) -> None:
         for pattern in patterns:
@@ -69,10 +46,10 @@ def route_names() -> dict[str, str]:
             if isinstance(pattern, URLResolver):
                 walk(pattern.url_patterns, regex)
             elif pattern.name:
-                name = urls.URL_NAME_ALIASES.get(pattern.name, pattern.name)  # an alias is its endpoint
+                name = endpoint_names.setdefault(pattern.callback, pattern.name)
                 names.setdefault(enumerator.get_path_from_regex(regex), name)
 
-    walk(documented_urlpatterns(), "")
+    walk(get_resolver().url_patterns, "")
     return names
 
 
@@ -83,15 +60,6 @@ def canonical_paths() -> dict[str, str]:
     for path, name in route_names().items():
         canonical.setdefault(name, path)
     return canonical
-
-
-class ParleySchemaGenerator(SchemaGenerator):
-    """Generates from the documented urlpatterns unless told another urlconf."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        if kwargs.get("urlconf") is None and kwargs.get("patterns") is None:
-            kwargs["patterns"] = documented_urlpatterns()
-        super().__init__(*args, **kwargs)
 
 
 class ParleyAutoSchema(AutoSchema):
@@ -322,8 +290,6 @@ class DefaultParamsFieldSchema(OpenApiSerializerFieldExtension):
     target_class = "agents.api.serializers.DefaultParamsField"
 
     def map_serializer_field(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
-        from agents.api.serializers import DefaultParamsSerializer
-
         return auto_schema.resolve_serializer(DefaultParamsSerializer, direction).ref
 
 

@@ -17,7 +17,7 @@ from rest_framework.renderers import JSONRenderer, TemplateHTMLRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from config.openapi.schema import ParleySchemaGenerator
+from config.openapi.generator import ParleySchemaGenerator
 
 
 @functools.cache

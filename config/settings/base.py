@@ -392,7 +392,7 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Parley API",
     "VERSION": "1.0.0",
     # Adds documentation-only views for the plain async views (chat completions, event streams).
-    "DEFAULT_GENERATOR_CLASS": "config.openapi.schema.ParleySchemaGenerator",
+    "DEFAULT_GENERATOR_CLASS": "config.openapi.generator.ParleySchemaGenerator",
     "SCHEMA_PATH_PREFIX": "",
     # OpenAPI 3.1's schemas are JSON Schema: `propertyNames` (metadata keys) and `type: [..., "null"]`.
     "OAS_VERSION": "3.1.0",
