@@ -25,9 +25,9 @@ from rest_framework import serializers
 from agents.api.serializers import READ_ONLY_NAMES, DefaultParamsSerializer
 from agents.backends import BACKENDS
 from config.openapi.parts import LINKS
-from sessions.api.chat_serializers import PART_TYPES_BY_ROLE
 from sessions.api.fields import METADATA_KEY_LENGTH as _METADATA_KEY_LENGTH
 from sessions.api.fields import METADATA_MAX_KEYS as _METADATA_MAX_KEYS
+from sessions.api.message_serializers import PART_TYPES_BY_ROLE
 
 BEARER = "bearerAuth"
 
@@ -119,7 +119,7 @@ class BearerAuthenticationScheme(OpenApiAuthenticationExtension):
 
 
 class ContentFieldSchema(OpenApiSerializerFieldExtension):
-    target_class = "sessions.api.chat_serializers.ContentField"
+    target_class = "sessions.api.message_serializers.ContentField"
 
     def map_serializer_field(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
         # Each part carries the payload its `type` names, as serializers.ContentField checks. (The
@@ -164,7 +164,7 @@ class MessageSchema(OpenApiSerializerExtension):
     `tool_call_id` on a tool message, `name` on a (deprecated) function message, which is then a
     tool message; tool calls (`tool_calls`, deprecated `function_call`) on assistant messages only."""
 
-    target_class = "sessions.api.chat_serializers.MessageSerializer"
+    target_class = "sessions.api.message_serializers.MessageSerializer"
 
     def map_serializer(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
         schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)

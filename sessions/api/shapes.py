@@ -22,7 +22,7 @@ from config.shapes import (
     UnixTime,
     deleted_shape,
 )
-from sessions.api.chat_serializers import PART_TYPES_BY_ROLE, FunctionCallSerializer, ToolCallSerializer
+from sessions.api.message_serializers import PART_TYPES_BY_ROLE, FunctionCallSerializer, ToolCallSerializer
 from sessions.chunks import SYSTEM_FINGERPRINT, completion_id, usage_with_details
 from sessions.models import Message, Session, Turn
 
