@@ -15,14 +15,21 @@ def completion_id(turn: Turn) -> str:
     return "chatcmpl-" + turn.id.removeprefix("turn_")
 
 
-def chunk_base(turn: Turn, session_external_id: str | None) -> dict[str, Any]:
-    """What every chunk of a turn shares."""
+def completion_header(turn: Turn, object_type: str) -> dict[str, Any]:
+    """The fields a turn's chat completion and each of its chunks begin with."""
     return {
         "id": completion_id(turn),
-        "object": "chat.completion.chunk",
+        "object": object_type,
         "created": int(turn.queued_at.timestamp()),
         "model": turn.model,
         "system_fingerprint": SYSTEM_FINGERPRINT,
+    }
+
+
+def chunk_base(turn: Turn, session_external_id: str | None) -> dict[str, Any]:
+    """What every chunk of a turn shares."""
+    return {
+        **completion_header(turn, "chat.completion.chunk"),
         "session_id": session_external_id,
         "turn_id": turn.id,
     }

@@ -23,7 +23,7 @@ from config.shapes import (
     deleted_shape,
 )
 from sessions.api.message_serializers import PART_TYPES_BY_ROLE, FunctionCallSerializer, ToolCallSerializer
-from sessions.chunks import SYSTEM_FINGERPRINT, completion_id, usage_with_details
+from sessions.chunks import completion_header, usage_with_details
 from sessions.models import Message, Session, Turn
 
 # Choice sets that several serializers share, each named once in the schema
@@ -106,11 +106,7 @@ def chat_completion(turn: Turn) -> dict[str, Any]:
     legacy = turn.params.get("legacy_function_call", False)
     usage = turn.usage or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
     return {
-        "id": completion_id(turn),
-        "object": "chat.completion",
-        "created": int(turn.queued_at.timestamp()),
-        "model": turn.model,
-        "system_fingerprint": SYSTEM_FINGERPRINT,
+        **completion_header(turn, "chat.completion"),
         "service_tier": "default",
         "choices": [_choice(choice, legacy) for choice in turn.output["choices"]],
         "usage": usage_with_details(usage),
