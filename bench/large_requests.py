@@ -47,7 +47,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.live import running_stack, stack_env  # noqa: E402
+from tests.live import healthz_seconds, largest_body, running_stack, stack_env  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "large_requests.json"
 TARGET_SECONDS = 0.100
@@ -75,28 +75,6 @@ print(json.dumps(keys))
 
 def user(text: str) -> dict[str, str]:
     return {"role": "user", "content": text}
-
-
-def largest_body(session_id: str, *, max_bytes: int, max_messages: int) -> bytes:
-    """A streamed request of exactly `max_bytes` holding `max_messages` messages, every message's
-    text as long as the size leaves room for (as tests/test_request_limits.py builds it)."""
-    messages = [user("") for _ in range(max_messages)]
-    body = {"model": "echo", "session_id": session_id, "stream": True, "messages": messages}
-    room = max_bytes - len(json.dumps(body).encode())
-    each, extra = divmod(room, max_messages)
-    for index, message in enumerate(messages):
-        message["content"] = "x" * (each + (index < extra))
-    encoded = json.dumps(body).encode()
-    assert len(encoded) == max_bytes
-    return encoded
-
-
-def healthz_seconds(http: httpx.Client, url: str) -> float:
-    started = time.monotonic()
-    response = http.get(f"{url}/healthz")
-    if response.status_code != 200:
-        raise RuntimeError(f"/healthz answered {response.status_code}")
-    return time.monotonic() - started
 
 
 def stream_seconds(http: httpx.Client, url: str, key: str, text: str) -> tuple[float, float]:

@@ -3,6 +3,7 @@ beat) as real processes on loopback, against the test database that pytest-djang
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -237,3 +238,26 @@ def api(
         timeout=30,
         **kwargs,
     )
+
+
+def largest_body(session_id: str, *, max_bytes: int, max_messages: int) -> bytes:
+    """A streamed echo request of exactly `max_bytes` holding `max_messages` user messages, every
+    message's text as long as the size leaves room for: the largest request Parley accepts."""
+    messages = [{"role": "user", "content": ""} for _ in range(max_messages)]
+    body = {"model": "echo", "session_id": session_id, "stream": True, "messages": messages}
+    room = max_bytes - len(json.dumps(body).encode())
+    each, extra = divmod(room, max_messages)
+    for index, message in enumerate(messages):
+        message["content"] = "x" * (each + (index < extra))
+    encoded = json.dumps(body).encode()
+    assert len(encoded) == max_bytes
+    return encoded
+
+
+def healthz_seconds(http: httpx.Client, url: str) -> float:
+    """How long /healthz takes to answer, on the client's open connection."""
+    started = time.monotonic()
+    response = http.get(f"{url}/healthz")
+    if response.status_code != 200:
+        raise RuntimeError(f"/healthz answered {response.status_code}")
+    return time.monotonic() - started

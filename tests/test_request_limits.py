@@ -18,7 +18,7 @@ from django.conf import settings
 
 from sessions.models import Message, Session
 from tests.conftest import Tenant, stored_rows
-from tests.live import Stack
+from tests.live import Stack, healthz_seconds, largest_body
 from tests.sse import parse_sse_lines
 
 MAX_MESSAGES = settings.PARLEY_MAX_MESSAGES_PER_REQUEST
@@ -139,27 +139,6 @@ def test_a_message_at_the_content_limit_is_accepted_and_stored(stack: Stack, ten
 # --- the largest accepted request, four at once ---------------------------------------------------
 
 
-def largest_body(session_id: str) -> bytes:
-    """A streamed request of exactly PARLEY_MAX_BODY_BYTES holding the most messages one may: every
-    message's text as long as the size leaves room for."""
-    messages = [user("") for _ in range(MAX_MESSAGES)]
-    body = {"model": "echo", "session_id": session_id, "stream": True, "messages": messages}
-    room = MAX_BODY_BYTES - len(json.dumps(body).encode())
-    each, extra = divmod(room, MAX_MESSAGES)
-    for index, message in enumerate(messages):
-        message["content"] = "x" * (each + (index < extra))
-    encoded = json.dumps(body).encode()
-    assert len(encoded) == MAX_BODY_BYTES
-    return encoded
-
-
-def healthz_seconds(http: httpx.Client, stack: Stack) -> float:
-    started = time.monotonic()
-    response = http.get(f"{stack.url}/healthz")
-    assert response.status_code == 200
-    return time.monotonic() - started
-
-
 @dataclass
 class StreamTimes:
     """Another tenant's small streamed request: when its answer began (the web process has
@@ -226,12 +205,15 @@ def test_four_of_the_largest_requests_at_once_hold_up_neither_healthz_nor_anothe
     stack: Stack, tenant: Tenant, other_tenant: Tenant
 ) -> None:
     sessions = [f"largest-{index}-{uuid.uuid4().hex[:8]}" for index in range(4)]
-    bodies = [largest_body(session_id) for session_id in sessions]
+    bodies = [
+        largest_body(session_id, max_bytes=MAX_BODY_BYTES, max_messages=MAX_MESSAGES)
+        for session_id in sessions
+    ]
     # Each figure is taken on a connection of its own, kept open: the server's time, not the
     # test's making of clients.
     with httpx.Client(timeout=60) as probe, httpx.Client(timeout=60) as streamer:
         # given the quiet figures
-        quiet_healthz = [healthz_seconds(probe, stack) for _ in range(20)]
+        quiet_healthz = [healthz_seconds(probe, stack.url) for _ in range(20)]
         quiet_streams = [streamed_echo(streamer, stack, other_tenant, f"quiet {n}") for n in range(5)]
         # when one tenant sends four requests of the largest accepted size at once
         busy_healthz: list[float] = []
@@ -253,7 +235,7 @@ def test_four_of_the_largest_requests_at_once_hold_up_neither_healthz_nor_anothe
             for _ in range(2000):
                 if not uploading():
                     break
-                busy_healthz.append(healthz_seconds(probe, stack))
+                busy_healthz.append(healthz_seconds(probe, stack.url))
                 time.sleep(0.02)
             upload_seconds = [upload.result() for upload in uploads]
             streams.result()
