@@ -90,7 +90,8 @@ def one_turn(tenant, session: Session, handed_over: _HandedOver, text: str) -> d
     return counts
 
 
-def test_queries_per_turn_do_not_grow_with_the_session(tenant, handed_over):
+def test_queries_per_turn_do_not_grow_with_the_session(stack, tenant, handed_over):
+    # (`stack`: so that the production pass runs it too, on PostgreSQL)
     # given an agent that sees the last 20 messages, and sessions of 10 and of 1,000 messages,
     # each with a turn behind it (warm caches alike)
     Agent.objects.filter(organization=tenant.organization, slug="echo").update(history_max_messages=20)
