@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -162,8 +163,11 @@ def _turn_record(
                 else []
             )
             request = replace(request, messages=answer_open_tool_calls(stored, request.messages))
+        # Only a request with an Idempotency-Key can lose a race to store its turn (to one with
+        # the same key), so only such a request pays for the savepoint it recovers through.
+        recoverable = transaction.atomic() if idempotency_key else nullcontext()
         try:
-            with transaction.atomic():
+            with recoverable:
                 turn = Turn.objects.create(
                     organization=organization,
                     session=session,
@@ -178,8 +182,10 @@ def _turn_record(
                     idempotency_key=idempotency_key or None,
                 )
         except IntegrityError:
+            if not idempotency_key:
+                raise
             # A concurrent request with the same Idempotency-Key won the race.
-            earlier = _turn_for_idempotency_key(organization, idempotency_key or "", fingerprint)
+            earlier = _turn_for_idempotency_key(organization, idempotency_key, fingerprint)
             if earlier is None:
                 raise
             return earlier
