@@ -16,8 +16,10 @@ from django.test.utils import CaptureQueriesContext
 from accounts.authentication import authenticate_bearer
 from agents.models import Agent
 from sessions import submission
+from sessions.history import history_window
 from sessions.models import Message, Session, Turn
 from sessions.runner import turn_execute
+from sessions.selectors import session_history
 from sessions.submission import TurnRequest, turn_submit
 
 # What a turn of the echo agent on an existing session costs (printed with -s), on SQLite and
@@ -120,3 +122,29 @@ def test_queries_per_turn_do_not_grow_with_the_session(stack, tenant, handed_ove
         ),
         (1003, "user", "hello long"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("max_messages", "max_tokens"),
+    [(None, None), (0, None), (3, None), (50, None), (None, 1), (None, 30), (4, 25)],
+)
+def test_the_window_read_from_the_database_is_the_window_of_the_whole_transcript(
+    tenant, max_messages, max_tokens
+):
+    # given a transcript with leading instructions, and an instruction and tool results later on
+    roles = ["system", "developer", "user", "assistant", "system", "user", "assistant", "tool", "tool"]
+    roles += ["user", "assistant"] * 5
+    session = Session.objects.create(
+        organization=tenant.organization,
+        external_id=f"window-{uuid.uuid4().hex[:8]}",
+        message_count=len(roles),
+    )
+    Message.objects.bulk_create(
+        Message(session=session, seq=seq, role=role, content=f"{role} message number {seq}")
+        for seq, role in enumerate(roles, start=1)
+    )
+    whole = [message.as_openai() for message in Message.objects.filter(session=session).order_by("seq")]
+    # when the window is read in SQL, then it is the window of the whole transcript
+    assert session_history(session=session, max_messages=max_messages, max_tokens=max_tokens) == (
+        history_window(whole, max_messages=max_messages, max_tokens=max_tokens)
+    )
