@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.db import transaction
 
-from accounts.models import AuditEvent, AutomationSettings
+from accounts.models import AuditEvent, AutomationSettings, Organization
 
 if TYPE_CHECKING:
-    from accounts.models import ApiKey, Organization, User
+    from accounts.models import ApiKey, User
     from agents.models import Agent
 
 
@@ -26,7 +26,11 @@ class AutomationChanges(TypedDict, total=False):
 
 def automation_get(*, organization: Organization) -> AutomationSettings:
     """The organization's settings. Every organization gets them when it is created; one made
-    some other way (a fixture, a raw insert) gets the defaults on first read."""
+    some other way (a fixture, a raw insert) gets the defaults on first read. Settings that
+    came with the organization (select_related("organization__automation"), as authentication
+    and the runner's claim load them) cost no query: they were read with the request or the turn."""
+    if Organization.automation.is_cached(organization):
+        return organization.automation
     settings, _ = AutomationSettings.objects.select_related("default_agent").get_or_create(
         organization=organization
     )

@@ -45,11 +45,11 @@ from sessions.events import CHUNK, DONE, ERROR, RESTART, TOOL_STEP, USAGE, publi
 from sessions.executors import turn_start_next
 from sessions.history import history_window
 from sessions.limits import limits_renew
-from sessions.models import Session, Turn
+from sessions.models import Message, Session, Turn
 from sessions.pump import pump
-from sessions.selectors import session_transcript
+from sessions.selectors import session_history, session_transcript, transcript_ends, transcript_user_messages
 from sessions.services import session_auto_title, transcript_append, transcript_reset
-from sessions.transcript import unseen_messages
+from sessions.transcript import ends_needed, unseen_messages, unseen_messages_at_ends
 from sessions.usage import turn_usage_record
 
 logger = logging.getLogger(__name__)
@@ -251,7 +251,7 @@ def _turn_claim(turn_id: str) -> Turn | None:
         return None
     if not claimed:
         return None
-    return Turn.objects.select_related("agent", "session", "organization").get(pk=turn_id)
+    return Turn.objects.select_related("agent", "session", "organization__automation").get(pk=turn_id)
 
 
 def _turn_store_input(turn: Turn) -> list[dict[str, Any]]:
@@ -272,18 +272,29 @@ def _turn_store_input(turn: Turn) -> list[dict[str, Any]]:
         return system + history_window(turn.input_messages, **window)
     with transaction.atomic():
         session = Session.objects.select_for_update().get(pk=turn.session_id)
-        transcript = session_transcript(session=session)
-        if not any(message.turn_id == turn.id for message in transcript):
+        # Only a turn taken over (a later attempt) may find its messages stored already.
+        if turn.attempts == 1 or not Message.objects.filter(session=session, turn=turn).exists():
             if turn.params.get("session_reset"):
                 transcript_reset(session=session)
-                transcript = []
-            stored = [message.as_openai() for message in transcript]
-            transcript += transcript_append(
-                session=session, messages=unseen_messages(stored, turn.input_messages), turn=turn
+            transcript_append(
+                session=session, messages=_unseen_input(session, turn.input_messages), turn=turn
             )
             if automation.auto_title and not session.title:
-                session_auto_title(session=session, transcript=transcript)
-    return system + history_window([message.as_openai() for message in transcript], **window)
+                session_auto_title(session=session, transcript=transcript_user_messages(session=session))
+        return system + session_history(session=session, **window)
+
+
+def _unseen_input(session: Session, incoming: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The turn's messages that the transcript does not hold yet, read from its two ends when it
+    is long (sessions/transcript.py): storing a turn's input costs the same on any session."""
+    count = ends_needed(incoming)
+    if session.message_count > 2 * count:
+        head, tail = transcript_ends(session=session, count=count)
+        return unseen_messages_at_ends(
+            [message.as_openai() for message in head], [message.as_openai() for message in tail], incoming
+        )
+    stored = [message.as_openai() for message in session_transcript(session=session)]
+    return unseen_messages(stored, incoming)
 
 
 def _first_set(*values: int | None) -> int | None:

@@ -6,17 +6,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet, Subquery, Value
 from django.db.models.fields.json import KeyTransform
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from config.errors import NotFound
+from sessions.history import INSTRUCTION_ROLES, recent_window, window_bound
 from sessions.models import Message, Session, Turn
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from accounts.models import Organization
     from accounts.principal import Principal
 
@@ -70,6 +74,52 @@ def session_list(*, organization: Organization, filters: SessionFilters | None =
 
 def session_transcript(*, session: Session) -> list[Message]:
     return list(Message.objects.filter(session=session).order_by("seq"))
+
+
+def transcript_ends(*, session: Session, count: int) -> tuple[list[Message], list[Message]]:
+    """The first and the last `count` messages of a transcript longer than twice that, in one
+    query: seq numbers them from 1 to message_count without gaps. Call holding the session's
+    row lock, or message_count may be stale."""
+    last = session.message_count
+    rows = list(
+        Message.objects.filter(Q(seq__lte=count) | Q(seq__gt=last - count), session=session).order_by("seq")
+    )
+    return rows[:count], rows[count:]
+
+
+def transcript_user_messages(*, session: Session) -> Iterator[Message]:
+    """The transcript's user messages in order, read a few at a time (the first one usually does)."""
+    return Message.objects.filter(session=session, role="user").order_by("seq").iterator(chunk_size=20)
+
+
+def session_history(
+    *, session: Session, max_messages: int | None, max_tokens: int | None
+) -> list[dict[str, Any]]:
+    """The session's history window (sessions/history.py) as the agent sees it, reading only
+    what the window can hold: the leading system/developer messages, then the last messages
+    that `window_bound` allows, newest first with a LIMIT. Call holding the session's row lock."""
+    bound = window_bound(max_messages=max_messages, max_tokens=max_tokens)
+    messages = Message.objects.filter(session=session)
+    if bound is None:
+        return [message.as_openai() for message in messages.order_by("seq")]
+    # One query: the leading instructions (every message before the first other one) and the
+    # last `bound` messages, which may overlap them.
+    first_other = messages.exclude(role__in=INSTRUCTION_ROLES).order_by("seq").values("seq")[:1]
+    last = session.message_count
+    rows = list(
+        messages.filter(
+            Q(seq__lt=Coalesce(Subquery(first_other), Value(last + 1))) | Q(seq__gt=last - bound)
+        ).order_by("seq")
+    )
+    lead = 0
+    while lead < len(rows) and rows[lead].seq == lead + 1 and rows[lead].role in INSTRUCTION_ROLES:
+        lead += 1
+    return recent_window(
+        [message.as_openai() for message in rows[:lead]],
+        [message.as_openai() for message in rows[lead:]],
+        max_messages=max_messages,
+        max_tokens=max_tokens,
+    )
 
 
 def session_turns(*, session: Session) -> list[Turn]:

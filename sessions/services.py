@@ -19,6 +19,8 @@ from sessions.models import Message, Session, Turn
 from sessions.selectors import session_not_found
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from accounts.models import Organization
     from agents.models import Agent
 
@@ -188,7 +190,7 @@ def _is_sentence_punctuation(character: str) -> bool:
     return unicodedata.category(character) in ("Po", "Pd") and character not in _TITLE_KEPT_PUNCTUATION
 
 
-def session_auto_title(*, session: Session, transcript: list[Message]) -> None:
+def session_auto_title(*, session: Session, transcript: Iterable[Message]) -> None:
     """Name an untitled session from its first user message that has text (auto_title)."""
     for message in transcript:
         if message.role != "user":

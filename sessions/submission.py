@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -131,15 +132,19 @@ def _turn_record(
     with transaction.atomic():
         if idempotency_key:
             _idempotency_key_release_expired(organization, idempotency_key)
-        session = session_resolve(organization=organization, session_id=request.session_id, agent=agent)
+        # A session that exists is read and locked in one query; a new one is made, then locked.
+        session = _session_locked(organization, request.session_id)
+        if session is None:
+            session = session_resolve(organization=organization, session_id=request.session_id, agent=agent)
+            if session is not None:
+                locked = Session.objects.select_for_update().filter(pk=session.pk).first()
+                if locked is None:  # deleted meanwhile (idle sweep, DELETE): as if it had never been
+                    session = session_resolve(
+                        organization=organization, session_id=request.session_id, agent=agent
+                    )
+                    locked = Session.objects.select_for_update().get(pk=session.pk)
+                session = locked
         if session is not None:
-            locked = Session.objects.select_for_update().filter(pk=session.pk).first()
-            if locked is None:  # deleted meanwhile (idle sweep, DELETE): as if it had never been
-                session = session_resolve(
-                    organization=organization, session_id=request.session_id, agent=agent
-                )
-                locked = Session.objects.select_for_update().get(pk=session.pk)
-            session = locked
             # Looked at again under the session's lock: a request with the same key may have
             # stored its turn while this one waited for the lock.
             earlier = (
@@ -158,8 +163,11 @@ def _turn_record(
                 else []
             )
             request = replace(request, messages=answer_open_tool_calls(stored, request.messages))
+        # Only a request with an Idempotency-Key can lose a race to store its turn (to one with
+        # the same key), so only such a request pays for the savepoint it recovers through.
+        recoverable = transaction.atomic() if idempotency_key else nullcontext()
         try:
-            with transaction.atomic():
+            with recoverable:
                 turn = Turn.objects.create(
                     organization=organization,
                     session=session,
@@ -174,8 +182,10 @@ def _turn_record(
                     idempotency_key=idempotency_key or None,
                 )
         except IntegrityError:
+            if not idempotency_key:
+                raise
             # A concurrent request with the same Idempotency-Key won the race.
-            earlier = _turn_for_idempotency_key(organization, idempotency_key or "", fingerprint)
+            earlier = _turn_for_idempotency_key(organization, idempotency_key, fingerprint)
             if earlier is None:
                 raise
             return earlier
@@ -183,6 +193,15 @@ def _turn_record(
             session_record_turn(session=session, agent=agent, end_user=request.params.get("user"))
         transaction.on_commit(lambda: turn_enqueue(turn.id))
     return turn
+
+
+def _session_locked(organization: Organization, session_id: str | None) -> Session | None:
+    """The organization's session with this id, locked (select_for_update); None when it does not
+    exist (or no id was given). Call inside a transaction."""
+    if session_id is None:
+        return None
+    sessions = Session.objects.select_for_update()
+    return sessions.filter(organization=organization, external_id=session_id).first()
 
 
 def _default_agent_slug(organization: Organization) -> str:

@@ -56,11 +56,42 @@ def unseen_messages(stored: list[dict[str, Any]], incoming: list[dict[str, Any]]
     lead = _leading_instructions(fresh)
     if lead and fresh[:lead] == known[:lead] and _leading_instructions(known) == lead:
         incoming, fresh = incoming[lead:], fresh[lead:]
+    return _after_unanswered_tail(known, incoming, fresh)
+
+
+def _after_unanswered_tail(known: list[tuple], incoming: list[dict[str, Any]], fresh: list[tuple]) -> list:
     last_answer = max((i for i, m in enumerate(known) if m[0] == "assistant"), default=-1)
     tail = known[last_answer + 1 :]
     if tail and fresh[: len(tail)] == tail:
         return incoming[len(tail) :]
     return incoming
+
+
+def ends_needed(incoming: list[dict[str, Any]]) -> int:
+    """How many messages of each end of the stored transcript `unseen_messages_at_ends` needs."""
+    return len(incoming) + 1
+
+
+def unseen_messages_at_ends(
+    head: list[dict[str, Any]], tail: list[dict[str, Any]], incoming: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """What `unseen_messages(stored, incoming)` answers, from the first and the last
+    `ends_needed(incoming)` messages of a transcript longer than twice that: a request shorter
+    than the transcript cannot start with all of it, its leading instructions are compared with
+    the transcript's first ones, and an unanswered tail longer than the request cannot be
+    repeated by it. So a turn reads a few messages, not the transcript."""
+    needed = ends_needed(incoming)
+    if len(head) != needed or len(tail) != needed:
+        raise ValueError("unseen_messages_at_ends needs ends_needed(incoming) messages of each end")
+    known_head = [_comparable(m) for m in head]
+    fresh = [_comparable(m) for m in incoming]
+    lead = _leading_instructions(fresh)
+    if lead and fresh[:lead] == known_head[:lead] and _leading_instructions(known_head) == lead:
+        incoming, fresh = incoming[lead:], fresh[lead:]
+    known_tail = [_comparable(m) for m in tail]
+    if not any(m[0] == "assistant" for m in known_tail):
+        return incoming  # the unanswered tail is longer than the request
+    return _after_unanswered_tail(known_tail, incoming, fresh)
 
 
 def answer_open_tool_calls(

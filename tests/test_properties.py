@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from config.errors import ApiError, InvalidJson, InvalidRequest
 from sessions.api.chat_serializers import parse_chat_request
-from sessions.transcript import unseen_messages
+from sessions.history import INSTRUCTION_ROLES, history_window, recent_window, window_bound
+from sessions.transcript import ends_needed, unseen_messages, unseen_messages_at_ends
 
 # --- the request validator ------------------------------------------------------------------------
 
@@ -146,3 +147,49 @@ def test_resent_transcripts_and_retries_keep_every_message_once(
         expected += [user, answer]
 
     assert stored == expected
+
+
+# --- reading a long transcript by its ends and its window ------------------------------------------
+
+short_texts = st.sampled_from(["a", "b", "a longer message of several words"])
+stored_messages = st.lists(
+    st.builds(
+        lambda role, text: {"role": role, "content": text},
+        st.sampled_from(["system", "developer", "user", "assistant", "tool"]),
+        short_texts,
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(stored=stored_messages, incoming=stored_messages.filter(bool), reuse=st.integers(0, 30))
+def test_the_transcripts_ends_answer_as_the_whole_transcript(stored, incoming, reuse) -> None:
+    # given a request that may repeat the transcript's first or last messages
+    incoming = (stored[:reuse] if reuse % 2 else stored[-reuse:] if reuse else []) + incoming
+    needed = ends_needed(incoming)
+    if len(stored) <= 2 * needed:
+        return  # the runner reads such a transcript whole
+    # then its two ends tell the same new messages as the whole of it
+    assert unseen_messages_at_ends(stored[:needed], stored[-needed:], incoming) == unseen_messages(
+        stored, incoming
+    )
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    stored=stored_messages.filter(bool),
+    max_messages=st.none() | st.integers(0, 12),
+    max_tokens=st.none() | st.integers(0, 80),
+)
+def test_the_last_messages_a_window_can_hold_make_the_same_window(stored, max_messages, max_tokens) -> None:
+    bound = window_bound(max_messages=max_messages, max_tokens=max_tokens)
+    if bound is None:
+        return
+    lead = 0
+    while lead < len(stored) and stored[lead]["role"] in INSTRUCTION_ROLES:
+        lead += 1
+    # the leading instructions and the last `bound` messages after them make the same window
+    recent = stored[max(lead, len(stored) - bound) :]
+    window = recent_window(stored[:lead], recent, max_messages=max_messages, max_tokens=max_tokens)
+    assert window == history_window(stored, max_messages=max_messages, max_tokens=max_tokens)

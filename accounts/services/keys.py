@@ -107,7 +107,7 @@ def api_key_authenticate(*, raw_key: str) -> ApiKey | None:
     if not raw_key.startswith(API_KEY_MARKER):
         return None
     prefix = raw_key[: len(API_KEY_MARKER) + _LOOKUP_LENGTH]
-    api_key = ApiKey.objects.select_related("organization").filter(prefix=prefix).first()
+    api_key = ApiKey.objects.select_related("organization__automation").filter(prefix=prefix).first()
     if api_key is None or not hmac.compare_digest(api_key.secret_hash, _digest(raw_key)):
         return None
     now = timezone.now()

@@ -1,0 +1,150 @@
+"""The database round trips of one chat turn, in the test process: authenticating the key,
+submitting the request (sessions.submission.turn_submit) and running the turn
+(sessions.runner.turn_execute, the body of the worker's task). Their number is the same on a
+session of 10 messages and on one of 1,000: a turn reads the transcript's window, not the
+transcript."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.db import connection
+from django.test import RequestFactory
+from django.test.utils import CaptureQueriesContext
+
+from accounts.authentication import authenticate_bearer
+from agents.models import Agent
+from sessions import submission
+from sessions.history import history_window
+from sessions.models import Message, Session, Turn
+from sessions.runner import turn_execute
+from sessions.selectors import session_history
+from sessions.submission import TurnRequest, turn_submit
+
+# What a turn of the echo agent on an existing session costs (printed with -s), on SQLite and
+# PostgreSQL alike; counted with the transactions' BEGIN, COMMIT and savepoint statements.
+MAX_SUBMISSION_QUERIES = 7
+MAX_EXECUTION_QUERIES = 21
+
+
+class _HandedOver:
+    """Stands in for the broker: keeps the turns handed to it, so that the test runs them itself
+    (in this thread, where its queries are counted) instead of a worker or the inline pool."""
+
+    def __init__(self) -> None:
+        self.turn_ids: list[str] = []
+
+    def __call__(self, turn_id: str) -> None:
+        self.turn_ids.append(turn_id)
+
+
+@pytest.fixture
+def handed_over(monkeypatch: pytest.MonkeyPatch) -> _HandedOver:
+    queue = _HandedOver()
+    monkeypatch.setattr(submission, "turn_enqueue", queue)
+    return queue
+
+
+def session_of(tenant, length: int) -> Session:
+    """A session whose transcript holds `length` messages, user and assistant in turn."""
+    session = Session.objects.create(
+        organization=tenant.organization, external_id=f"long-{uuid.uuid4().hex[:8]}", message_count=length
+    )
+    Message.objects.bulk_create(
+        Message(
+            session=session,
+            seq=seq,
+            role="user" if seq % 2 else "assistant",
+            content=f"message {seq}",
+        )
+        for seq in range(1, length + 1)
+    )
+    return session
+
+
+def one_turn(tenant, session: Session, handed_over: _HandedOver, text: str) -> dict[str, int]:
+    """Queries of each phase of one turn, which must complete."""
+    request = RequestFactory().post("/v1/chat/completions", HTTP_AUTHORIZATION=f"Bearer {tenant.key}")
+    counts = {}
+    with CaptureQueriesContext(connection) as queries:
+        principal = authenticate_bearer(request)
+    counts["authentication"] = len(queries)
+    with CaptureQueriesContext(connection) as queries:
+        turn = turn_submit(
+            organization=principal.organization,
+            api_key=principal.api_key,
+            request=TurnRequest(
+                agent_slug="echo",
+                session_id=session.external_id,
+                messages=[{"role": "user", "content": text}],
+                params={},
+            ),
+        )
+    counts["submission"] = len(queries)
+    assert handed_over.turn_ids == [turn.id]
+    handed_over.turn_ids.clear()
+    with CaptureQueriesContext(connection) as queries:
+        turn_execute(turn_id=turn.id)
+    counts["execution"] = len(queries)
+    turn.refresh_from_db()
+    assert turn.status == Turn.Status.COMPLETED
+    assert turn.output["choices"][0]["message"]["content"].startswith(f"You said: {text}\n")
+    return counts
+
+
+def test_queries_per_turn_do_not_grow_with_the_session(stack, tenant, handed_over):
+    # (`stack`: so that the production pass runs it too, on PostgreSQL)
+    # given an agent that sees the last 20 messages, and sessions of 10 and of 1,000 messages,
+    # each with a turn behind it (warm caches alike)
+    Agent.objects.filter(organization=tenant.organization, slug="echo").update(history_max_messages=20)
+    short, long = session_of(tenant, 10), session_of(tenant, 1000)
+    one_turn(tenant, short, handed_over, "warm up")
+    one_turn(tenant, long, handed_over, "warm up")
+    # when a turn runs on each
+    on_short = one_turn(tenant, short, handed_over, "hello short")
+    on_long = one_turn(tenant, long, handed_over, "hello long")
+    print(f"queries per turn: 10 messages {on_short}, 1,000 messages {on_long}")
+    # then both take the same queries, within the bounds
+    assert on_long == on_short
+    assert on_short["authentication"] == 1
+    assert on_short["submission"] <= MAX_SUBMISSION_QUERIES
+    assert on_short["execution"] <= MAX_EXECUTION_QUERIES
+    # and each turn stored its question and its answer at the end of the transcript
+    assert list(
+        Message.objects.filter(session=long).order_by("-seq").values_list("seq", "role", "content")[:2]
+    ) == [
+        (
+            1004,
+            "assistant",
+            'You said: hello long\nEarlier you said: "message 993" | "message 995" | "message 997" | '
+            '"message 999" | "warm up"\n(20 messages in context)',
+        ),
+        (1003, "user", "hello long"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("max_messages", "max_tokens"),
+    [(None, None), (0, None), (3, None), (50, None), (None, 1), (None, 30), (4, 25)],
+)
+def test_the_window_read_from_the_database_is_the_window_of_the_whole_transcript(
+    tenant, max_messages, max_tokens
+):
+    # given a transcript with leading instructions, and an instruction and tool results later on
+    roles = ["system", "developer", "user", "assistant", "system", "user", "assistant", "tool", "tool"]
+    roles += ["user", "assistant"] * 5
+    session = Session.objects.create(
+        organization=tenant.organization,
+        external_id=f"window-{uuid.uuid4().hex[:8]}",
+        message_count=len(roles),
+    )
+    Message.objects.bulk_create(
+        Message(session=session, seq=seq, role=role, content=f"{role} message number {seq}")
+        for seq, role in enumerate(roles, start=1)
+    )
+    whole = [message.as_openai() for message in Message.objects.filter(session=session).order_by("seq")]
+    # when the window is read in SQL, then it is the window of the whole transcript
+    assert session_history(session=session, max_messages=max_messages, max_tokens=max_tokens) == (
+        history_window(whole, max_messages=max_messages, max_tokens=max_tokens)
+    )
