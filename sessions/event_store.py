@@ -30,8 +30,9 @@ class EventWriter:
     def __init__(self, turn: Turn) -> None:
         self.turn_id = turn.id
         self.attempt = turn.attempts
-        # A turn taken over after its lease expired numbers on after what was already stored.
-        self.seq = next_event_seq(turn.id) - 1
+        # A turn taken over after its lease expired numbers on after what was already stored. A
+        # first attempt has nothing stored before it (a turn ended before it ran is never claimed).
+        self.seq = next_event_seq(turn.id) - 1 if turn.attempts > 1 else 0
         self._pending: list[TurnEvent] = []
         self._flushed_at = float("-inf")  # nothing was written yet: the first batch goes at once
         # Set when a batch was refused: the turn is no longer this attempt's to write.

@@ -207,7 +207,8 @@ async def _discard_quietly(layer: Any, group: str, channel: str) -> None:
 
 
 async def wait_for_turn(turn_id: str, *, is_finished: Callable[[], Awaitable[bool]], timeout: float) -> bool:
-    """Wait until `is_finished()` is true or the timeout passes; True when it finished."""
+    """Wait until `is_finished()` is true or the timeout passes; True when it finished. A terminal
+    event is published only once the turn's finish is committed, so it ends the wait at once."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     async with TurnInbox(turn_id) as inbox:
@@ -216,7 +217,9 @@ async def wait_for_turn(turn_id: str, *, is_finished: Callable[[], Awaitable[boo
                 return True
             while (remaining := deadline - loop.time()) > 0:
                 message = await inbox.receive(min(remaining, RECHECK_SECONDS))
-                if message is None or any(event["kind"] in TERMINAL_KINDS for event in message["events"]):
-                    break
+                if message is None:
+                    break  # the layer may have lost it: read the database
+                if any(event["kind"] in TERMINAL_KINDS for event in message["events"]):
+                    return True
             else:
                 return await is_finished()
