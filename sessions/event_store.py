@@ -51,11 +51,11 @@ class EventWriter:
     def flush(self) -> None:
         """Write what is pending now, if the turn is still this attempt's (else drop it)."""
         events = self.take_pending()
-        self._flushed_at = time.monotonic()
         if store_events_fenced(self.turn_id, events, attempt=self.attempt):
             publish_turn_events(self.turn_id, events)
         elif events:
             self.superseded = True
+        self._flushed_at = time.monotonic()
 
     def take_pending(self) -> list[TurnEvent]:
         events, self._pending = self._pending, []
