@@ -15,7 +15,9 @@ from django.db.models import Min
 from sessions.events import RESTART, TurnEvent, publish_turn_events, turn_event
 from sessions.models import Turn, TurnEventBatch
 
-# A batch is written at the latest this long after its first event, or when it is this big.
+# Events are written at once, unless a batch was written less than this long ago: then they wait
+# for the rest of this time (or until BATCH_MAX_EVENTS of them are pending). So a stream's first
+# delta is not delayed, and small deltas that come quickly are written together.
 FLUSH_SECONDS = 0.05
 BATCH_MAX_EVENTS = 256
 
@@ -28,23 +30,21 @@ class EventWriter:
     def __init__(self, turn: Turn) -> None:
         self.turn_id = turn.id
         self.attempt = turn.attempts
-        # A turn taken over after its lease expired numbers on after what was already stored.
-        self.seq = next_event_seq(turn.id) - 1
+        # A turn taken over after its lease expired numbers on after what was already stored. A
+        # first attempt has nothing stored before it (a turn ended before it ran is never claimed).
+        self.seq = next_event_seq(turn.id) - 1 if turn.attempts > 1 else 0
         self._pending: list[TurnEvent] = []
-        self._first_pending_at = 0.0
+        self._flushed_at = float("-inf")  # nothing was written yet: the first batch goes at once
         # Set when a batch was refused: the turn is no longer this attempt's to write.
         self.superseded = False
 
     def add(self, kind: str, data: dict[str, Any] | None = None) -> None:
         self.seq += 1
-        if not self._pending:
-            self._first_pending_at = time.monotonic()
         self._pending.append(turn_event(self.seq, kind, data))
 
     def flush_if_due(self) -> None:
         if self._pending and (
-            len(self._pending) >= BATCH_MAX_EVENTS
-            or time.monotonic() - self._first_pending_at >= FLUSH_SECONDS
+            len(self._pending) >= BATCH_MAX_EVENTS or time.monotonic() - self._flushed_at >= FLUSH_SECONDS
         ):
             self.flush()
 
@@ -55,6 +55,7 @@ class EventWriter:
             publish_turn_events(self.turn_id, events)
         elif events:
             self.superseded = True
+        self._flushed_at = time.monotonic()
 
     def take_pending(self) -> list[TurnEvent]:
         events, self._pending = self._pending, []

@@ -8,12 +8,14 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+import os
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import Any, TypedDict
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +25,8 @@ RECHECK_SECONDS = 1.0
 RESUBSCRIBE_SECONDS = RECHECK_SECONDS
 # How long opening an inbox waits for its subscription before the listener goes on without it.
 SUBSCRIBE_WAIT_SECONDS = 2.0
+# How long a publisher waits for Redis before it gives the message up (listeners read the store).
+PUBLISH_TIMEOUT_SECONDS = 1.0
 # Messages an inbox keeps for a listener that is busy (its client reads slowly); more are dropped.
 INBOX_MESSAGES = 4
 # The kinds of a turn's stream events; a stream ends with one of the terminal two. RESTART marks
@@ -57,12 +61,62 @@ def turn_group(turn_id: str) -> str:
 def publish_turn_events(turn_id: str, events: list[TurnEvent]) -> None:
     """Hand new events to whoever listens to the turn. Never raises: a lost message only makes
     a listener read the database instead."""
+    group = turn_group(turn_id)
+    message = {"type": "turn.events", "turn_id": turn_id, "events": events}
     try:
-        async_to_sync(get_channel_layer().group_send)(
-            turn_group(turn_id), {"type": "turn.events", "turn_id": turn_id, "events": events}
-        )
+        layer = get_channel_layer()
+        if isinstance(layer, InMemoryChannelLayer):
+            # The embedded mode's layer lives on the web process's own event loop.
+            async_to_sync(layer.group_send)(group, message)
+        else:
+            _publisher().send(layer.group_send(group, message))
     except Exception:
         logger.warning("Could not publish events of turn %s", turn_id, exc_info=True)
+
+
+class _Publisher:
+    """One event loop on a thread of its own for the process's publishes, so that they share the
+    layer's Redis connection: a loop (and a connection) made for each publish cost ten times the
+    publish itself."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, daemon=True, name="parley-publisher").start()
+
+    def send(self, publish: Coroutine[Any, Any, None]) -> None:
+        future = asyncio.run_coroutine_threadsafe(publish, self.loop)
+        try:
+            future.result(timeout=PUBLISH_TIMEOUT_SECONDS)
+        except BaseException:
+            future.cancel()
+            raise
+
+
+_publisher_instance: _Publisher | None = None
+_publisher_lock = threading.Lock()
+
+
+def _publisher() -> _Publisher:
+    """The process's publisher, made when first needed: a forked child (a Celery prefork worker)
+    has no copy of its parent's thread, so it makes its own."""
+    global _publisher_instance
+    publisher = _publisher_instance
+    if publisher is None or publisher.pid != os.getpid():
+        with _publisher_lock:
+            publisher = _publisher_instance
+            if publisher is None or publisher.pid != os.getpid():
+                publisher = _publisher_instance = _Publisher()
+    return publisher
+
+
+def _forget_publisher_after_fork() -> None:
+    global _publisher_lock, _publisher_instance
+    # The parent's lock may have been held by another of its threads at the fork.
+    _publisher_lock, _publisher_instance = threading.Lock(), None
+
+
+os.register_at_fork(after_in_child=_forget_publisher_after_fork)
 
 
 class TurnInbox:
@@ -153,7 +207,8 @@ async def _discard_quietly(layer: Any, group: str, channel: str) -> None:
 
 
 async def wait_for_turn(turn_id: str, *, is_finished: Callable[[], Awaitable[bool]], timeout: float) -> bool:
-    """Wait until `is_finished()` is true or the timeout passes; True when it finished."""
+    """Wait until `is_finished()` is true or the timeout passes; True when it finished. A terminal
+    event is published only once the turn's finish is committed, so it ends the wait at once."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     async with TurnInbox(turn_id) as inbox:
@@ -162,7 +217,9 @@ async def wait_for_turn(turn_id: str, *, is_finished: Callable[[], Awaitable[boo
                 return True
             while (remaining := deadline - loop.time()) > 0:
                 message = await inbox.receive(min(remaining, RECHECK_SECONDS))
-                if message is None or any(event["kind"] in TERMINAL_KINDS for event in message["events"]):
-                    break
+                if message is None:
+                    break  # the layer may have lost it: read the database
+                if any(event["kind"] in TERMINAL_KINDS for event in message["events"]):
+                    return True
             else:
                 return await is_finished()

@@ -23,7 +23,7 @@ from agents.backends.base import ChoiceDelta
 from agents.models import Agent
 from sessions.api.sse import follow_turn
 from sessions.chunks import ReplyAccumulator, chunk_base, delta_chunk
-from sessions.event_store import EventWriter
+from sessions.event_store import FLUSH_SECONDS, EventWriter
 from sessions.events import CHUNK, DONE, USAGE, turn_event
 from sessions.models import Message, Session, Turn, TurnEventBatch, UsageRecord
 from sessions.recovery import turns_recover
@@ -293,6 +293,29 @@ def test_a_stale_attempts_event_batch_is_dropped(tenant):
     assert (stale.superseded, fresh.superseded) == (True, False)
     batches = TurnEventBatch.objects.filter(turn=first).order_by("first_seq")
     assert list(batches.values_list("attempt", "first_seq", "last_seq")) == [(1, 1, 2), (2, 3, 4)]
+
+
+def test_a_streams_first_event_is_written_at_once_and_the_quick_ones_after_it_together(tenant):
+    # given the writer of a claimed turn that has written nothing yet
+    session = new_session(tenant, "coalesced")
+    turn = _turn_claim(queued_turn(session, 1, "hi").id)
+    writer = EventWriter(turn)
+    batches = TurnEventBatch.objects.filter(turn=turn).order_by("first_seq")
+    # when one event comes, then two more right after it
+    writer.add(CHUNK, {"n": 1})
+    writer.flush_if_due()
+    after_the_first = list(batches.values_list("first_seq", "last_seq"))
+    writer.add(CHUNK, {"n": 2})
+    writer.flush_if_due()
+    writer.add(CHUNK, {"n": 3})
+    writer.flush_if_due()
+    after_the_quick_ones = list(batches.values_list("first_seq", "last_seq"))
+    time.sleep(FLUSH_SECONDS)
+    writer.flush_if_due()
+    # then the first is written alone and at once, the next two together once the pause is over
+    assert after_the_first == [(1, 1)]
+    assert after_the_quick_ones == [(1, 1)]
+    assert list(batches.values_list("first_seq", "last_seq")) == [(1, 1), (2, 3)]
 
 
 def test_a_slow_runner_whose_turn_was_taken_over_stops_and_the_new_attempt_answers_once(tenant):

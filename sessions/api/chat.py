@@ -105,10 +105,13 @@ async def _answer_chat(
             turn.id, after_seq=0, include_usage=chat.include_usage, include_tool_steps=chat.include_tool_steps
         )
     else:
-        response = await _completion_response(turn)
+        response, turn = await _completion_response(turn)
     response["X-Turn-Id"] = turn.id
     if turn.session_id:
-        response["X-Session-Id"] = await db_call(_session_external_id, turn)
+        if Turn.session.is_cached(turn):  # loaded with the turn: no query
+            response["X-Session-Id"] = turn.session.external_id
+        else:
+            response["X-Session-Id"] = await db_call(_session_external_id, turn)
     return response
 
 
@@ -133,7 +136,8 @@ def _event_stream_response(
     return response
 
 
-async def _completion_response(turn: Turn) -> HttpResponse:
+async def _completion_response(turn: Turn) -> tuple[HttpResponse, Turn]:
+    """The answer once the turn has finished (or the error), and the turn as it was read then."""
     finished = await wait_for_turn(
         turn.id,
         is_finished=lambda: db_call(Turn.objects.filter(pk=turn.id, status__in=Turn.FINISHED).exists),
@@ -141,10 +145,10 @@ async def _completion_response(turn: Turn) -> HttpResponse:
     )
     turn = await db_call(Turn.objects.select_related("session").get, pk=turn.pk)
     if not finished:
-        return error_response(_still_running(turn))
+        return error_response(_still_running(turn)), turn
     if turn.status != Turn.Status.COMPLETED:
-        return error_response(turn_error(turn))
-    return JsonResponse(chat_completion(turn))
+        return error_response(turn_error(turn)), turn
+    return JsonResponse(chat_completion(turn)), turn
 
 
 def _session_external_id(turn: Turn) -> str:
