@@ -37,7 +37,9 @@ def assert_throttled(response: httpx.Response) -> None:
             "code": "too_many_signin_attempts",
         }
     }
-    assert 1 <= int(response.headers["Retry-After"]) <= 301
+    # The window opened at the first failure of this test (seconds ago, not at a clock boundary),
+    # so nearly all of its 300 seconds are left.
+    assert 200 <= int(response.headers["Retry-After"]) <= 300
 
 
 def test_failed_sign_ins_for_one_username_are_throttled_even_with_the_right_password(stack, tenant):
