@@ -293,8 +293,9 @@ AUTHENTICATION_BACKENDS = [
     "allauth.account.auth_backends.AuthenticationBackend",
 ]
 
-# Failed password sign-ins (POST /v1/auth/token) allowed per window (opened by the first failure), per username and per client
-# address (accounts/signin_throttle.py); past them the endpoint answers 429 until the window ends.
+# Failed password sign-ins (POST /v1/auth/token) allowed per window (opened by the first failure),
+# per username and per client address (accounts/signin_throttle.py); past them the endpoint
+# answers 429 until the window ends.
 PARLEY_SIGNIN_WINDOW_SECONDS = env_int("PARLEY_SIGNIN_WINDOW_SECONDS", 300)
 PARLEY_SIGNIN_FAILURES_PER_USERNAME = env_int("PARLEY_SIGNIN_FAILURES_PER_USERNAME", 10)
 PARLEY_SIGNIN_FAILURES_PER_ADDRESS = env_int("PARLEY_SIGNIN_FAILURES_PER_ADDRESS", 50)
