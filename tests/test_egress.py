@@ -887,6 +887,8 @@ def test_a_bad_allow_list_entry_stops_the_process_at_start_up(entry: str) -> Non
 
     # then: it refuses to start, naming the entry, before any agent calls out
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1].startswith(
-        f"django.core.exceptions.ImproperlyConfigured: PARLEY_EGRESS_ALLOW: {entry!r} is not a"
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"django.core.exceptions.ImproperlyConfigured: PARLEY_EGRESS_ALLOW: {entry!r} is not a")
     )

@@ -12,7 +12,6 @@ from tests.live import ROOT
 PACKAGES = ("accounts", "agents", "config", "sessions")
 
 
-
 def test_the_import_contracts_hold():
     # when
     result = subprocess.run(
