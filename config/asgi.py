@@ -12,6 +12,7 @@ django.setup(set_prefix=False)
 from django.conf import settings  # noqa: E402
 
 from config.asgi_handler import ParleyASGIHandler  # noqa: E402
+from config.offload import parse_processes_warm  # noqa: E402
 from sessions.periodic import periodic_work_start  # noqa: E402
 
 application = ParleyASGIHandler()
@@ -22,6 +23,7 @@ application = ParleyASGIHandler()
 # under load, in the middle of other tenants' requests) instead of what requests made since.
 import_module(settings.ROOT_URLCONF)
 gc.freeze()
+parse_processes_warm()
 # The event loop shares the interpreter lock with the threads that parse large bodies and call the
 # database: each time it wants the lock back it may wait a switch interval per busy thread ahead of
 # it. 1 ms instead of 5 keeps the loop, and every other tenant's request, answering in between

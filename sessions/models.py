@@ -4,6 +4,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from config.fields import JSONListField
 from sessions.ids import TURN_PREFIX, new_public_id
 
 
@@ -69,7 +70,7 @@ class Turn(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     model = models.CharField(max_length=200)
     params = models.JSONField(default=dict, blank=True)
-    input_messages = models.JSONField(default=list)
+    input_messages = JSONListField(default=list)
     fingerprint = models.CharField(max_length=64)
     # NULL, not "", for "no key": the partial unique constraint below must ignore it.
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001

@@ -151,6 +151,9 @@ CELERY_TASK_DEFAULT_QUEUE = env_str("PARLEY_CELERY_QUEUE", "parley")
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Added to the CPU niceness of each Celery worker process that runs turns (config/celery.py): on
+# cores shared with web processes, the web processes' event loops get the CPU first. 0: unchanged.
+PARLEY_WORKER_NICENESS = env_int("PARLEY_WORKER_NICENESS", 10)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -206,6 +209,11 @@ PARLEY_SSE_KEEPALIVE_SECONDS = env_float("PARLEY_SSE_KEEPALIVE_SECONDS", 15.0)
 PARLEY_DB_THREADS = env_int("PARLEY_DB_THREADS", 8)
 # Threads that parse and validate chat request bodies, off the event loop (see config/offload.py).
 PARLEY_PARSE_THREADS = env_int("PARLEY_PARSE_THREADS", 8)
+# Processes of each web process that parse and validate the chat bodies of at least
+# PARLEY_PARSE_PROCESS_MIN_BYTES, where they hold none of the web process's interpreter lock
+# (config/offload.py); 0: the threads parse every body.
+PARLEY_PARSE_PROCESSES = env_int("PARLEY_PARSE_PROCESSES", 2)
+PARLEY_PARSE_PROCESS_MIN_BYTES = env_int("PARLEY_PARSE_PROCESS_MIN_BYTES", 256 * 1024)
 # Threads of the in-process executor (embedded mode), and how many of them one organization's
 # turns may hold at once: its other turns wait for one of them to end (sessions/executors.py), so
 # that one organization's slow agent leaves threads to the others.

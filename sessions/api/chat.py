@@ -4,7 +4,6 @@ GET /v1/turns/{id}/events. Parse, call one service, answer with a completion or 
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
@@ -23,9 +22,9 @@ from config.errors import (
     body_too_large,
     error_response,
 )
-from config.inputs import ascii_int, json_body_parse
-from config.offload import off_loop
-from sessions.api.chat_serializers import ChatRequest, parse_chat_request
+from config.inputs import ascii_int
+from config.offload import off_loop, off_process
+from sessions.api.chat_serializers import ChatRequest, chat_request_from_body
 from sessions.api.shapes import chat_completion
 from sessions.api.sse import sse_stream
 from sessions.errors import turn_error
@@ -42,7 +41,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     _require_post(request)
     principal = await db_call(authenticate_bearer, request)
     require_permission(request, principal)
-    chat = await off_loop(_chat_request, request)
+    chat = await _chat_request(request)
     return await _answer_chat(request, principal, chat, stream_by_default=False)
 
 
@@ -62,7 +61,7 @@ async def nlx_chat_completions(request: HttpRequest, deployment: str, channel: s
         raise InvalidRequest(
             f"The channel '{channel}' must end in a language code, as in 'web-en-US'.", param="channel"
         )
-    chat = await off_loop(_chat_request, request, nlx_deployment=deployment)
+    chat = await _chat_request(request, nlx_deployment=deployment)
     return await _answer_chat(request, principal, chat, stream_by_default=True)
 
 
@@ -73,18 +72,13 @@ def _require_post(request: HttpRequest) -> None:
         )
 
 
-def _chat_request(request: HttpRequest, *, nlx_deployment: str | None = None) -> ChatRequest:
-    """The request's body, read, parsed and validated: work that grows with the body, so the views
-    run it off the event loop (config/offload.py). On the NLX route the deployment names the
-    agent and `model: "nlx:{conversationId}"` the session."""
-    payload = _json_body(request)
-    if nlx_deployment is not None and isinstance(payload, dict):
-        model = payload.get("model", "nlx")
-        if model != "nlx" and not (isinstance(model, str) and model.startswith("nlx:")):
-            raise InvalidRequest("On this route 'model' is 'nlx' or 'nlx:{conversationId}'.", param="model")
-        conversation = model.removeprefix("nlx").removeprefix(":")
-        payload = {**payload, "model": f"{nlx_deployment}:{conversation}" if conversation else nlx_deployment}
-    return parse_chat_request(payload)
+async def _chat_request(request: HttpRequest, *, nlx_deployment: str | None = None) -> ChatRequest:
+    """The request's body, read, parsed and validated off the event loop; a large body in a
+    parsing process, where it holds none of the web process's interpreter lock."""
+    raw = await off_loop(_body, request)
+    if len(raw) >= settings.PARLEY_PARSE_PROCESS_MIN_BYTES:
+        return await off_process(chat_request_from_body, raw, nlx_deployment=nlx_deployment)
+    return await off_loop(chat_request_from_body, raw, nlx_deployment=nlx_deployment)
 
 
 async def _answer_chat(
@@ -155,12 +149,11 @@ def _session_external_id(turn: Turn) -> str:
     return Session.objects.filter(pk=turn.session_id).values_list("external_id", flat=True).get()
 
 
-def _json_body(request: HttpRequest) -> Any:
+def _body(request: HttpRequest) -> bytes:
     try:
-        raw = request.body
+        return request.body
     except RequestDataTooBig:
         raise body_too_large(settings.DATA_UPLOAD_MAX_MEMORY_SIZE) from None
-    return json_body_parse(raw)
 
 
 def _idempotency_key(request: HttpRequest) -> str | None:

@@ -11,6 +11,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from config.errors import InvalidRequest, validation_error
+from config.inputs import json_body_parse
 from sessions.api.fields import (
     ChatMetadataField,
     JsonObjectField,
@@ -314,6 +315,21 @@ class ChatRequest:
     stream: bool | None  # None when the body did not say
     include_usage: bool
     include_tool_steps: bool
+
+
+def chat_request_from_body(raw: bytes, *, nlx_deployment: str | None = None) -> ChatRequest:
+    """A ChatRequest from a request's body: work that grows with the body, so the views run it off
+    the event loop (config/offload.py), large bodies in another process (so it pickles: bytes in,
+    a ChatRequest or an ApiError out). On the NLX route the deployment names the agent and
+    `model: "nlx:{conversationId}"` the session."""
+    payload = json_body_parse(raw)
+    if nlx_deployment is not None and isinstance(payload, dict):
+        model = payload.get("model", "nlx")
+        if model != "nlx" and not (isinstance(model, str) and model.startswith("nlx:")):
+            raise InvalidRequest("On this route 'model' is 'nlx' or 'nlx:{conversationId}'.", param="model")
+        conversation = model.removeprefix("nlx").removeprefix(":")
+        payload = {**payload, "model": f"{nlx_deployment}:{conversation}" if conversation else nlx_deployment}
+    return parse_chat_request(payload)
 
 
 def parse_chat_request(payload: Any) -> ChatRequest:
