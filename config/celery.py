@@ -5,7 +5,8 @@ from celery.signals import worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.embedded")
 
-app = Celery("parley")
+# Celery's Django fixup, but keeping each worker process's pool of connections (config/celery_fixup.py).
+app = Celery("parley", fixups=["config.celery_fixup:fixup"])
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
