@@ -45,13 +45,16 @@ def marker() -> str:
     return f"m{uuid.uuid4().hex[:8]}"
 
 
-def upstream_agent(tenant, fake_upstream, model: str, slug: str = "support", **fields) -> Agent:
+def upstream_agent(
+    tenant, fake_upstream, model: str, slug: str = "support", extra_params: dict | None = None, **fields
+) -> Agent:
     config = backend_for("openai").validate_config(
         {
             "base_url": f"{fake_upstream.url}/v1",
             "model": model,
             "api_key": "sk-upstream-secret",
             "max_retries": 2,
+            **({"extra_params": extra_params} if extra_params else {}),
         },
         previous={},
     )
@@ -117,12 +120,34 @@ class TestOpenAIBackend:
         ]
         assert requests[1]["seed"] == 7 and "temperature" not in requests[1]
         assert fake_upstream.received(word)[0].headers["authorization"] == "Bearer sk-upstream-secret"
+        assert requests[0]["stream_options"] == {"include_usage": True}
         assert [m["role"] for m in transcript(tenant, f"up-{word}")] == [
             "user",
             "assistant",
             "user",
             "assistant",
         ]
+
+    def test_extra_params_are_merged_into_the_upstream_body_and_the_requests_params_win(
+        self, client, tenant, fake_upstream
+    ):
+        upstream_agent(
+            tenant,
+            fake_upstream,
+            "fake-echo",
+            extra_params={"top_k": 4, "temperature": 1.5, "repetition_penalty": 1.1},
+        )
+        word = marker()
+        answer = client.chat.completions.create(
+            model="support", messages=[user(word)], temperature=0.2, extra_body={"session_id": f"x-{word}"}
+        )
+        assert answer.choices[0].message.content == f"upstream says: {word}"
+        [sent] = [r.json for r in fake_upstream.received(word)]
+        assert {key: sent[key] for key in ("top_k", "temperature", "repetition_penalty")} == {
+            "top_k": 4,
+            "temperature": 0.2,
+            "repetition_penalty": 1.1,
+        }
 
     def test_history_window_limits_what_the_upstream_sees(self, client, tenant, fake_upstream):
         upstream_agent(tenant, fake_upstream, "fake-echo", system_prompt="sys", history_max_messages=3)
