@@ -20,6 +20,7 @@ from sessions.models import Message, Session, Turn
 from sessions.runner import turn_execute
 from sessions.selectors import session_history
 from sessions.submission import TurnRequest, turn_submit
+from tests.live import api
 
 # What a turn of the echo agent on an existing session costs (printed with -s), on SQLite and
 # PostgreSQL alike; counted with the transactions' BEGIN, COMMIT and savepoint statements. The
@@ -134,3 +135,37 @@ def test_the_window_read_from_the_database_is_the_window_of_the_whole_transcript
     assert session_history(session=session, max_messages=max_messages, max_tokens=max_tokens) == (
         history_window(whole, max_messages=max_messages, max_tokens=max_tokens)
     )
+
+
+def database_backends() -> set[int]:
+    """The server processes connected to the test database now (one per open connection)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        return {pid for (pid,) in cursor.fetchall()}
+
+
+@pytest.mark.production_only
+def test_the_worker_keeps_its_database_connections_from_turn_to_turn(stack, tenant):
+    # given a few turns run, so that every process has the connections it keeps
+    session_id = f"pooled-{uuid.uuid4().hex[:8]}"
+    for index in range(3):
+        assert (
+            api(
+                stack, tenant, "POST", "/chat/completions", json=echo(session_id, f"warm {index}")
+            ).status_code
+            == 200
+        )
+    before = database_backends()
+    # when twenty more turns run, one after the other
+    seen = set(before)
+    for index in range(20):
+        response = api(stack, tenant, "POST", "/chat/completions", json=echo(session_id, f"turn {index}"))
+        assert response.status_code == 200, response.text
+        seen |= database_backends()
+    # then they ran on the connections there were (a connection a turn, closed after it, would
+    # leave a new server process behind each time)
+    assert len(seen - before) <= 2, f"{len(seen - before)} new connections for 20 turns"  # each child its first
+
+
+def echo(session_id: str, text: str) -> dict:
+    return {"model": "echo", "session_id": session_id, "messages": [{"role": "user", "content": text}]}
