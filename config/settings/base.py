@@ -71,6 +71,8 @@ TEMPLATES = [
 # --- database -------------------------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'var' / 'parley.sqlite3'}")
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
+# Django's PostgreSQL backend, and Parley's (config/postgresql) that a pooled one runs on.
+POSTGRESQL_ENGINES = ("django.db.backends.postgresql", "config.postgresql")
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A server that does not answer (its host gone) fails the connection attempt after this, rather
     # than never.
@@ -89,9 +91,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
             # so that service resumes within seconds of the server's return, however long it was away.
             "reconnect_timeout": pool_timeout,
         }
-        # The pool checks each connection as it hands it out (psycopg_pool's `check`): after the
-        # server restarted, the dead ones are replaced instead of failing a request each.
-        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+        # Django's backend, but the pool checks each connection as it hands it out with a round
+        # trip only when the server may have dropped it (config/db_health.py): after the server
+        # restarted, the dead ones are replaced instead of failing a request each.
+        DATABASES["default"]["ENGINE"] = "config.postgresql"
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL and IMMEDIATE transactions let the web threads and the in-process executor write
     # concurrently without "database is locked" errors; writers queue on the busy timeout.

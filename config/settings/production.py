@@ -16,7 +16,7 @@ if DEBUG:  # noqa: F405
     raise ImproperlyConfigured("DEBUG must be off in production.")
 if SECRET_KEY == INSECURE_DEFAULT_SECRET_KEY or len(SECRET_KEY) < 32:
     raise ImproperlyConfigured("Set SECRET_KEY to a random value of at least 32 characters.")
-if "DATABASE_URL" not in os.environ or DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+if "DATABASE_URL" not in os.environ or DATABASES["default"]["ENGINE"] not in POSTGRESQL_ENGINES:  # noqa: F405
     raise ImproperlyConfigured("Set DATABASE_URL to a PostgreSQL database (postgres://...).")
 if not REDIS_URL:
     raise ImproperlyConfigured("Set REDIS_URL: the channel layer and the Celery broker need Redis.")
