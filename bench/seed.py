@@ -3,7 +3,8 @@ Python and the stack's environment (bench/run.py does that):
 
     python bench/seed.py tenant --upstream http://127.0.0.1:8400/v1 --slow-model "fake:chunks=20,delay=0.5"
         an organization with an API key and two `openai` agents on the fake upstream, "bench"
-        (model "fake") and "bench-slow"; prints {"organization", "key"} as JSON.
+        (model "fake") and "bench-slow", each seeing the last 40 messages of a session (the
+        agents' history window); prints {"organization", "key"} as JSON.
     python bench/seed.py sessions --organization SLUG --messages 10 1000 10000
         a session of each length, its messages written directly (bulk inserts, as a long
         conversation would have left them); prints {"10": "session id", ...} as JSON.
@@ -30,6 +31,7 @@ from sessions.models import Message, Session  # noqa: E402
 
 AGENT = "bench"
 SLOW_AGENT = "bench-slow"
+HISTORY_WINDOW = 40
 
 
 def tenant(upstream: str, slow_model: str) -> dict[str, str]:
@@ -41,6 +43,10 @@ def tenant(upstream: str, slow_model: str) -> dict[str, str]:
             slug=slug,
             backend="openai",
             backend_config={"base_url": upstream, "model": model, "api_key": "sk-bench-upstream"},
+            # As a deployment with long sessions sets it: the agent sees the last HISTORY_WINDOW
+            # messages, so that a turn on a session of 10,000 messages sends the upstream what a
+            # turn on a short one does (without it, all 10,000 go upstream every turn).
+            history_max_messages=HISTORY_WINDOW,
         )
     return {"organization": organization.slug, "key": key}
 
