@@ -21,12 +21,28 @@ ORGANIZATION_HEADER = "X-Organization"
 PRINCIPAL_SCOPE_KEY = "parley.principal"
 
 
-def authenticate_bearer(request: HttpRequest) -> Principal:
-    """Who the request's bearer is; it reads only the headers. AuthenticationFailed (401) or
-    PermissionDenied (403, for an organization the user is not in) otherwise."""
+def _authenticated_early(request: HttpRequest) -> Principal | None:
     scope = getattr(request, "scope", None)
     if isinstance(scope, dict) and isinstance(scope.get(PRINCIPAL_SCOPE_KEY), Principal):
         return scope[PRINCIPAL_SCOPE_KEY]
+    return None
+
+
+async def bearer_principal(request: HttpRequest) -> Principal:
+    """`authenticate_bearer` for the async views: the principal the ASGI handler found before the
+    body came is taken as it is, without another trip to a database thread."""
+    # Imported here: config.db imports DRF's views, whose settings import this module.
+    from config.db import db_call
+
+    return _authenticated_early(request) or await db_call(authenticate_bearer, request)
+
+
+def authenticate_bearer(request: HttpRequest) -> Principal:
+    """Who the request's bearer is; it reads only the headers. AuthenticationFailed (401) or
+    PermissionDenied (403, for an organization the user is not in) otherwise."""
+    early = _authenticated_early(request)
+    if early is not None:
+        return early
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     token = token.strip()

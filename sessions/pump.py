@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import os
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
+
+from django.db import connections
 
 from agents.backends.base import StreamItem
 from sessions.event_store import BATCH_MAX_EVENTS
@@ -19,6 +23,42 @@ class _Failure:
 
 
 _END = object()
+
+# Threads that ran a producer wait here for the next one, so that a turn does not start a thread:
+# under load, Thread.start (which waits for the new thread to run) cost milliseconds a turn.
+# At most this many wait; more end when their producer does.
+IDLE_PRODUCER_THREADS = 64
+_idle: list[queue.SimpleQueue] = []
+_idle_lock = threading.Lock()
+
+
+def _on_a_thread(job: Callable[[], None]) -> None:
+    """Run `job` on an idle producer thread, or on a new one when none is idle."""
+    with _idle_lock:
+        inbox = _idle.pop() if _idle else None
+    if inbox is None:
+        inbox = queue.SimpleQueue()
+        threading.Thread(target=_serve, args=(inbox,), daemon=True, name="parley-agent").start()
+    inbox.put(job)
+
+
+def _serve(inbox: queue.SimpleQueue) -> None:
+    while True:
+        inbox.get()()  # a producer, which hands every error to its runner
+        connections.close_all()  # what an agent's tool opened is not kept for the next turn
+        with _idle_lock:
+            if len(_idle) >= IDLE_PRODUCER_THREADS:
+                return
+            _idle.append(inbox)
+
+
+def _forget_idle_threads_after_fork() -> None:
+    global _idle, _idle_lock
+    # A forked child (a Celery prefork worker) has none of its parent's threads.
+    _idle, _idle_lock = [], threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_idle_threads_after_fork)
 
 
 def pump(
@@ -54,8 +94,7 @@ def pump(
                 with contextlib.suppress(Exception):  # nobody listens to this answer any more
                     close()
 
-    context = contextvars.copy_context()
-    threading.Thread(target=context.run, args=(produce,), daemon=True, name="parley-agent").start()
+    _on_a_thread(partial(contextvars.copy_context().run, produce))
     try:
         while True:
             try:

@@ -3,6 +3,8 @@ upstream LLM and a customer webhook. Each records what it received.
 
 The fake upstream's behaviour is chosen by the `model` the agent asks for:
 - "fake-echo": streams "upstream says: <last user text>" a word at a time, with usage;
+- "fake-keep-alive": as fake-echo, in a chunked body that leaves the connection open for the next
+  request (the others end their body by closing it);
 - "fake-tools": two parallel tool calls (to the request's first two tools), the arguments split
   into fragments of 1-3 characters;
 - "fake-429-once": 429 (Retry-After: 0) the first time it sees a conversation, then fake-echo;
@@ -119,18 +121,32 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    # Whether the events of this answer go in chunks of a body that keeps the connection open
+    # (as real upstreams answer), rather than in a body that ends when the connection closes.
+    chunked = False
+
     def start_events(self) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")
+        if self.chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
-        self.close_connection = True
 
     def event(self, payload: Any) -> None:
         data = payload if isinstance(payload, str) else json.dumps(payload)
-        self.wfile.write(f"data: {data}\n\n".encode())
+        text = f"data: {data}\n\n".encode()
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(text), text) if self.chunked else text)
         self.wfile.flush()
+
+    def end_events(self) -> None:
+        """The end of a chunked body; the connection stays open for the next request."""
+        if self.chunked:
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
 
     def hold_open(self, marker: str, *, keep_alive: bytes = b"") -> None:
         """Keep the answer open, writing `keep_alive` (if any) every 0.2 s, until the client goes
@@ -173,6 +189,7 @@ class UpstreamHandler(_Handler):
         request = self.record().json
         model = request.get("model", "")
         messages = request.get("messages", [])
+        self.chunked = model == "fake-keep-alive"
         if model == "fake-500":
             self.send_json(500, {"error": {"message": "upstream exploded", "type": "server_error"}})
         elif model == "fake-401-echo":
@@ -265,6 +282,7 @@ class UpstreamHandler(_Handler):
         if (request.get("stream_options") or {}).get("include_usage"):
             self.event(self.usage(request))
         self.event("[DONE]")
+        self.end_events()
 
     def stream_tool_calls(self, request: dict, calls: list[tuple[str, Any]]) -> None:
         self.start_events()

@@ -128,6 +128,25 @@ class TestOpenAIBackend:
             "assistant",
         ]
 
+    def test_turns_reuse_the_connection_to_the_upstream(self, client, tenant, fake_upstream):
+        # given an upstream that keeps its connections open (a chunked body, as real ones answer)
+        upstream_agent(tenant, fake_upstream, "fake-keep-alive")
+        word = marker()
+        # when six turns run one after the other
+        answers = [
+            client.chat.completions.create(
+                model="support", messages=[user(f"{word} {index}")], extra_body={"session_id": f"ka-{word}"}
+            )
+            for index in range(6)
+        ]
+        # then each was answered, on one connection per process that runs turns (the web process in
+        # the embedded mode, each of the test worker's two children in production)
+        assert [answer.choices[0].message.content for answer in answers] == [
+            f"upstream says: {word} {index}" for index in range(6)
+        ]
+        processes = 1 if settings.PARLEY_EXECUTOR == "inline" else 2
+        assert len({request.client_port for request in fake_upstream.received(word)}) <= processes
+
     def test_extra_params_are_merged_into_the_upstream_body_and_the_requests_params_win(
         self, client, tenant, fake_upstream
     ):

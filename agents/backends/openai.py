@@ -216,6 +216,20 @@ def _client(base_url: str, api_key: str, timeout: float) -> openai.OpenAI:
     )
 
 
+class _ReusableStream(openai.Stream[ChatCompletionChunk]):
+    """The SDK's stream of chunks, reading the body to its end when `[DONE]` comes: the SDK's sync
+    stream then closes the response unread, which closes the connection (the async one drains
+    it, as HTTP/1.1 needs to reuse it), so every turn opened a new connection to the upstream."""
+
+    def _iter_events(self) -> Iterator[Any]:
+        events = super()._iter_events()
+        for event in events:
+            if event.data.startswith("[DONE]"):
+                for _after in events:  # the end of the body: nothing more, as a rule
+                    pass
+            yield event
+
+
 def _completion_chunks(client: openai.OpenAI, request: dict[str, Any]) -> openai.Stream[ChatCompletionChunk]:
     """client.chat.completions.create(**request, stream=True), posted as the SDK's own `create`
     posts it, but for the SDK's walk over the parameters against their typed definitions
@@ -227,7 +241,7 @@ def _completion_chunks(client: openai.OpenAI, request: dict[str, Any]) -> openai
         cast_to=ChatCompletion,
         options={"security": {"bearer_auth": True}},
         stream=True,
-        stream_cls=openai.Stream[ChatCompletionChunk],
+        stream_cls=_ReusableStream,
     )
 
 

@@ -10,7 +10,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from accounts.authentication import authenticate_bearer
+from accounts.authentication import bearer_principal
 from accounts.permissions import require_permission
 from accounts.principal import Principal
 from config.db import db_call
@@ -39,7 +39,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     """POST /v1/chat/completions (and its aliases). Async, so that waiting for or streaming a
     turn holds no thread; the turn itself runs on the executor."""
     _require_post(request)
-    principal = await db_call(authenticate_bearer, request)
+    principal = await bearer_principal(request)
     require_permission(request, principal)
     chat = await _chat_request(request)
     return await _answer_chat(request, principal, chat, stream_by_default=False)
@@ -55,7 +55,7 @@ async def nlx_chat_completions(request: HttpRequest, deployment: str, channel: s
     """POST /{deployment}/{channel}/chat/completions, NLX-style: the deployment names the agent,
     `model: "nlx:{conversationId}"` the session (plain "nlx" starts one), streaming by default."""
     _require_post(request)
-    principal = await db_call(authenticate_bearer, request)
+    principal = await bearer_principal(request)
     require_permission(request, principal)
     if not NLX_CHANNEL.match(channel):
         raise InvalidRequest(
@@ -75,10 +75,15 @@ def _require_post(request: HttpRequest) -> None:
 async def _chat_request(request: HttpRequest, *, nlx_deployment: str | None = None) -> ChatRequest:
     """The request's body, read, parsed and validated off the event loop; a large body in a
     parsing process, where it holds none of the web process's interpreter lock."""
+    declared = request.META.get("CONTENT_LENGTH", "")
+    if not (declared.isdigit() and int(declared) >= settings.PARLEY_PARSE_PROCESS_MIN_BYTES):
+        return await off_loop(_chat_request_from, request, nlx_deployment)  # one trip to a thread
     raw = await off_loop(_body, request)
-    if len(raw) >= settings.PARLEY_PARSE_PROCESS_MIN_BYTES:
-        return await off_process(chat_request_from_body, raw, nlx_deployment=nlx_deployment)
-    return await off_loop(chat_request_from_body, raw, nlx_deployment=nlx_deployment)
+    return await off_process(chat_request_from_body, raw, nlx_deployment=nlx_deployment)
+
+
+def _chat_request_from(request: HttpRequest, nlx_deployment: str | None) -> ChatRequest:
+    return chat_request_from_body(_body(request), nlx_deployment=nlx_deployment)
 
 
 async def _answer_chat(
@@ -137,7 +142,9 @@ async def _completion_response(turn: Turn) -> tuple[HttpResponse, Turn]:
         is_finished=lambda: db_call(Turn.objects.filter(pk=turn.id, status__in=Turn.FINISHED).exists),
         timeout=settings.PARLEY_TURN_WAIT_SECONDS,
     )
-    turn = await db_call(Turn.objects.select_related("session").get, pk=turn.pk)
+    # Not the request's messages (megabytes, perhaps): the answer needs the turn's outcome.
+    answered = Turn.objects.select_related("session").defer("input_messages", "session__metadata")
+    turn = await db_call(answered.get, pk=turn.pk)
     if not finished:
         return error_response(_still_running(turn)), turn
     if turn.status != Turn.Status.COMPLETED:
@@ -180,7 +187,7 @@ async def turn_events(request: HttpRequest, turn_id: str) -> HttpResponse:
     `?include_tool_steps=true` the server-side tool steps."""
     if request.method != "GET":
         raise MethodNotAllowed(f"Method {request.method} is not allowed; use GET.", headers={"Allow": "GET"})
-    principal = await db_call(authenticate_bearer, request)
+    principal = await bearer_principal(request)
     require_permission(request, principal)
     turn = await db_call(access_turn, principal, turn_id)
     last_event_id = ascii_int(request.headers.get("Last-Event-ID", "0").strip() or "0")
