@@ -162,9 +162,9 @@ def test_the_worker_keeps_its_database_connections_from_turn_to_turn(stack, tena
         response = api(stack, tenant, "POST", "/chat/completions", json=echo(session_id, f"turn {index}"))
         assert response.status_code == 200, response.text
         seen |= database_backends()
-    # then they ran on the connections there were (a connection a turn, closed after it, would
-    # leave a new server process behind each time)
-    assert len(seen - before) <= 2, f"{len(seen - before)} new connections for 20 turns"  # each child its first
+    # then they ran on the connections there were, but for each worker child's first (a connection
+    # a turn, closed after it, would leave a new server process behind each time)
+    assert len(seen - before) <= 2, f"{len(seen - before)} new connections for 20 turns"
 
 
 def echo(session_id: str, text: str) -> dict:
