@@ -163,7 +163,12 @@ def test_a_request_whose_turn_is_still_being_answered_is_409_with_retry_after(
     key = f"slow-{uuid.uuid4().hex}"
     body = {**request("slow one", session_id="idem-busy"), "model": model}
     first = in_background(post, stack, tenant, body, key)
-    wait_for(lambda: Turn.objects.filter(organization=tenant.organization, idempotency_key=key).exists())
+    # (running: its runner has stored the user's message, which it does once it holds the turn)
+    wait_for(
+        lambda: Message.objects.filter(
+            turn__organization=tenant.organization, turn__idempotency_key=key
+        ).exists()
+    )
     turn = Turn.objects.get(organization=tenant.organization, idempotency_key=key)
     # when the same request comes with the same key
     meanwhile = post(stack, tenant, body, key)
