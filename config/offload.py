@@ -18,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -49,6 +51,9 @@ def _process_start(settings_module: str) -> None:
     # the event loop, which answers every tenant: on a busy machine the web process gets the CPU
     # first.
     os.nice(PARSE_PROCESS_NICENESS)
+    # Gone with the web process, however it ended: a pool's processes outlive a parent that was
+    # killed (each holds its task queue's writing end too, so it never reads the end of it).
+    threading.Thread(target=_exit_with_parent, daemon=True, name="parley-parent-watch").start()
     os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
     import django
 
@@ -57,6 +62,13 @@ def _process_start(settings_module: str) -> None:
 
 PARSE_PROCESS_NICENESS = 10
 _processes: ProcessPoolExecutor | None = None
+
+
+def _exit_with_parent() -> None:
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        multiprocessing.connection.wait([parent.sentinel])
+    os._exit(0)
 
 
 def parse_processes() -> ProcessPoolExecutor | None:

@@ -19,7 +19,7 @@ from django.conf import settings
 from config.offload import PARSE_PROCESS_NICENESS
 from sessions.models import Message, Session, Turn
 from tests.conftest import Tenant, stored_rows
-from tests.live import Stack
+from tests.live import Stack, start_web, stop
 
 PROCESS_MIN_BYTES = settings.PARLEY_PARSE_PROCESS_MIN_BYTES
 
@@ -211,3 +211,30 @@ def test_a_large_bodys_messages_are_stored_as_sent(stack: Stack, tenant: Tenant)
     assert response.status_code == 200, response.text[:300]
     turn = Turn.objects.get(pk=response.headers["X-Turn-Id"])
     assert turn.input_messages == json.loads(content)["messages"]
+
+
+def test_parsing_processes_end_with_their_web_process_however_it_ends(stack: Stack, tmp_path: Path) -> None:
+    # given a second web process of the stack's, with its parsing processes
+    _url, web, _log = start_web(stack.env, tmp_path, name="short-lived-web")
+    try:
+        deadline = time.monotonic() + 30
+        while len(started := parsing_processes(web.pid)) < settings.PARLEY_PARSE_PROCESSES:
+            assert time.monotonic() < deadline, "the parsing processes did not start"
+            time.sleep(0.1)
+        # when it is killed, with no chance to stop them
+        web.kill()
+        web.wait(timeout=10)
+        # then they end too
+        deadline = time.monotonic() + 10
+        while alive := [pid for pid in started if Path(f"/proc/{pid}").exists() and not zombie(pid)]:
+            assert time.monotonic() < deadline, f"parsing processes {alive} outlived their web process"
+            time.sleep(0.1)
+    finally:
+        stop([web])
+
+
+def zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
+    except FileNotFoundError:
+        return False
