@@ -66,15 +66,22 @@ class Backing:
 
 
 def backing_start() -> Backing:
+    """Started, migrated and with its tenant; when any step fails, what was started is stopped
+    (a failed set-up must leave no server running)."""
     postgres, redis = PostgresServer(), RedisServer()
-    postgres.init()
-    postgres.start()
-    redis.start()
     backing = Backing(postgres=postgres, redis=redis)
-    env = fault_env(backing, run_id="setup", log_dir=Path(tempfile.gettempdir()))
-    manage(env, "migrate", "--noinput")
-    slug = "faults"
-    backing.tenant = FaultTenant(slug=slug, key=manage(env, "createapikey", slug, "--name", "faults").strip())
+    try:
+        postgres.init()
+        postgres.start()
+        redis.start()
+        env = fault_env(backing, run_id="setup", log_dir=Path(tempfile.gettempdir()))
+        manage(env, "migrate", "--noinput")
+        slug = "faults"
+        key = manage(env, "createapikey", slug, "--name", "faults").strip()
+        backing.tenant = FaultTenant(slug=slug, key=key)
+    except BaseException:
+        backing_close(backing)
+        raise
     return backing
 
 
