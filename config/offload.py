@@ -34,6 +34,10 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# Added to a parsing process's CPU niceness (the web process's own is left as it is).
+PARSE_PROCESS_NICENESS = 10
+_processes: ProcessPoolExecutor | None = None
+
 
 @cache
 def _executor() -> ThreadPoolExecutor:
@@ -58,10 +62,6 @@ def _process_start(settings_module: str) -> None:
     import django
 
     django.setup(set_prefix=False)
-
-
-PARSE_PROCESS_NICENESS = 10
-_processes: ProcessPoolExecutor | None = None
 
 
 def _exit_with_parent() -> None:
