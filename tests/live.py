@@ -119,6 +119,9 @@ def wait_until(check, *, timeout: float, what: str, process: subprocess.Popen, l
         if check():
             return
         time.sleep(0.1)
+    # Not left running: the caller never got hold of it to stop it.
+    process.kill()
+    process.wait(timeout=15)
     raise RuntimeError(f"{what} did not become ready in {timeout} s:\n{log.read_text()[-4000:]}")
 
 
