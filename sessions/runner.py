@@ -276,17 +276,24 @@ def _turn_store_input(turn: Turn) -> list[dict[str, Any]]:
         if turn.attempts == 1 or not Message.objects.filter(session=session, turn=turn).exists():
             if turn.params.get("session_reset"):
                 transcript_reset(session=session)
-            transcript_append(
+            earlier = session.message_count
+            stored = transcript_append(
                 session=session, messages=_unseen_input(session, turn.input_messages), turn=turn
             )
             if automation.auto_title and not session.title:
                 session_auto_title(session=session, transcript=transcript_user_messages(session=session))
+            if not earlier:
+                # The transcript is what was just stored: not read back (a large first request
+                # stores thousands of messages).
+                return system + history_window([message.as_openai() for message in stored], **window)
         return system + session_history(session=session, **window)
 
 
 def _unseen_input(session: Session, incoming: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The turn's messages that the transcript does not hold yet, read from its two ends when it
     is long (sessions/transcript.py): storing a turn's input costs the same on any session."""
+    if not session.message_count:
+        return incoming  # nothing stored to compare with (a new session, or one just reset)
     count = ends_needed(incoming)
     if session.message_count > 2 * count:
         head, tail = transcript_ends(session=session, count=count)

@@ -111,6 +111,33 @@ def test_queries_per_turn_do_not_grow_with_the_session(stack, tenant):
     ]
 
 
+def test_a_turn_on_a_new_session_reads_no_message_back(stack, tenant):
+    # given a request of several messages that starts a session
+    messages = [{"role": "user", "content": f"message {index}"} for index in range(5)]
+    request = TurnRequest(
+        agent_slug="echo", session_id=f"new-{uuid.uuid4().hex[:8]}", messages=messages, params={}
+    )
+    principal = authenticate_bearer(
+        RequestFactory().post("/v1/chat/completions", HTTP_AUTHORIZATION=f"Bearer {tenant.key}")
+    )
+    with transaction.atomic():
+        turn = turn_submit(organization=principal.organization, api_key=principal.api_key, request=request)
+        # when its turn runs
+        with CaptureQueriesContext(connection) as queries:
+            turn_execute(turn_id=turn.id)
+        turn.refresh_from_db()
+        stored = list(Message.objects.filter(turn=turn).order_by("seq").values_list("role", "content"))
+        transaction.set_rollback(True)
+    # then the agent saw the five messages, which were stored, and none was read back to see them
+    assert turn.status == Turn.Status.COMPLETED
+    assert turn.output["choices"][0]["message"]["content"].endswith("(5 messages in context)")
+    assert stored == [("user", f"message {index}") for index in range(5)] + [
+        ("assistant", turn.output["choices"][0]["message"]["content"])
+    ]
+    reads = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
+    assert not [sql for sql in reads if 'FROM "conversations_message"' in sql], reads
+
+
 @pytest.mark.parametrize(
     ("max_messages", "max_tokens"),
     [(None, None), (0, None), (3, None), (50, None), (None, 1), (None, 30), (4, 25)],
