@@ -2,6 +2,7 @@ import os
 
 from celery import Celery
 from celery.signals import worker_process_init
+from django.conf import settings
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.embedded")
 
@@ -21,7 +22,5 @@ def _lower_cpu_priority(**_: object) -> None:
     # Where workers and web processes share cores, a worker's process (a turn) comes second to the
     # web process's event loop, which answers every tenant's requests, /healthz and streams: one
     # tenant's heavy turns then do not delay the others' requests (bench/large_requests.py).
-    from django.conf import settings
-
     if settings.PARLEY_WORKER_NICENESS:
         os.nice(settings.PARLEY_WORKER_NICENESS)
